@@ -1,0 +1,3 @@
+from latentbench.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Evaluator, metrics, leaderboard and report rendering."""

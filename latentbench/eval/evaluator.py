@@ -1,0 +1,136 @@
+"""The one evaluator: task -> method -> outcomes -> scores -> a results record (+ a samples JSONL)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latentbench import paths, provenance
+from latentbench.eval.metrics import accuracy_metrics
+from latentbench.eval.schema import validate_results
+from latentbench.progress import progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalRequest:
+    task: str
+    method: str = "cot"
+    split: str | None = None
+    limit: int | None = None
+    seed: int = 0
+    model: str = "smollm2-135m"
+    dtype: str = "float32"
+    device: str = "cpu"
+    data_dir: str | None = None
+    output_path: str = "results"
+    log_samples: bool = False
+    method_args: dict[str, str] = field(default_factory=dict)
+    workers: int = 2  # sandbox workers for code tasks
+    show_progress: bool = True
+
+
+def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict[str, Any], Path]:
+    """Run ``req`` and write its results JSON; returns the record and its path.
+    ``lm`` (a loaded model) and ``method`` (a Method instance) override ``req.model`` / ``req.method``."""
+    import torch
+
+    from latentbench.methods.base import get_method
+    from latentbench.models import load_model
+    from latentbench.tasks import get_task
+
+    started = provenance.now()
+    task = get_task(req.task)
+    method = method or get_method(req.method, req.method_args)
+    data_dir = paths.data_dir(req.data_dir)
+    split = task.split(req.split)
+    examples = task.examples(split, limit=req.limit, data_dir=data_dir)
+    if req.limit:
+        log.warning("--limit %d: a limited run is for checking, not a leaderboard number", req.limit)
+    t0 = time.perf_counter()
+    lm = lm or load_model(req.model, dtype=req.dtype, device=req.device)
+    load_s = time.perf_counter() - t0
+
+    torch.manual_seed(req.seed)
+    t0 = time.perf_counter()
+    outcomes = list(progress(method.run(lm, task, examples), len(examples), f"{task.name} {method.name}", req.show_progress))
+    t_score = time.perf_counter()
+    flat = [(o, text) for o in outcomes for text in o.outputs]
+    scores = task.score_many([o.example for o, _ in flat], [text for _, text in flat], workers=req.workers)
+    scoring_s = time.perf_counter() - t_score
+    wall_s = time.perf_counter() - t0
+
+    verdicts: list[dict[str, list[bool]]] = []
+    cursor = 0
+    for o in outcomes:
+        mine = scores[cursor:cursor + len(o.outputs)]
+        cursor += len(o.outputs)
+        verdicts.append({v: [s.correct[v] for s in mine] for v in task.variants})
+    metrics = accuracy_metrics(verdicts, task.variants, code=task.card.answer_kind == "code")
+    latent = sum(o.latent_steps for o in outcomes)
+    budgets = [o.latent_budget for o in outcomes if o.latent_budget]
+    metrics["latent_steps_mean"] = latent / len(outcomes) if outcomes else 0.0
+    metrics["latent_budget_usage"] = (latent / sum(budgets)) if budgets else None
+    metrics["acceptance_rate"] = None  # filled by speculative-decoding methods
+    tokens = sum(o.generated_tokens for o in outcomes)
+    record = {
+        "schema_version": "results.v1",
+        "task": {"name": task.name, "split": split, "n": len(outcomes), "answer_kind": task.card.answer_kind,
+                 "data_source": str(data_dir) if data_dir else "hub"},
+        "method": {"name": method.name, "config": asdict(method.config)},
+        "model": {**lm.describe(), "device": str(lm.device)},
+        "seed": req.seed, "limit": req.limit, "leaderboard_eligible": req.limit is None,
+        "metrics": metrics,
+        "cost": {"generated_tokens": tokens, "generated_tokens_mean": tokens / max(len(outcomes), 1),
+                 "forward_passes": _forward_passes(outcomes), "latent_steps": latent,
+                 "wall_time_s": round(wall_s, 3), "model_load_s": round(load_s, 3), "scoring_s": round(scoring_s, 3)},
+        "environment": provenance.environment(),
+        "started_at": started, "finished_at": provenance.now(), "samples_file": None,
+    }
+    return _write(req, record, outcomes, scores)
+
+
+def _forward_passes(outcomes: list) -> int:
+    """A batched forward serves several examples: count each batch's calls once (outcomes of a batch share
+    the same ``artifacts['batch']`` id when a method batches; otherwise they add up)."""
+    seen: dict[Any, int] = {}
+    total = 0
+    for o in outcomes:
+        batch = o.artifacts.get("batch")
+        if batch is None:
+            total += o.forward_passes
+        elif batch not in seen:
+            seen[batch] = o.forward_passes
+            total += o.forward_passes
+    return total
+
+
+def _write(req: EvalRequest, record: dict[str, Any], outcomes: list, scores: list) -> tuple[dict[str, Any], Path]:
+    out_dir = Path(req.output_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(req.model).name if "/" in req.model else req.model)
+    stem = f"{record['task']['name']}-{record['task']['split']}-{req.method}-{model_slug}-" \
+           f"{record['started_at'].replace(':', '').replace('-', '')[:15]}"
+    if req.log_samples:
+        samples = out_dir / f"samples-{stem}.jsonl"
+        cursor = 0
+        with samples.open("w") as fh:
+            for o in outcomes:
+                for i, text in enumerate(o.outputs):
+                    s = scores[cursor]
+                    cursor += 1
+                    fh.write(json.dumps({"id": o.example.id, "sample": i, "prompt": o.prompt, "output": text,
+                                         "extracted": s.extracted, "gold": o.example.gold, "correct": s.correct,
+                                         "detail": s.detail, "generated_tokens": o.generated_tokens,
+                                         "latent_steps": o.latent_steps}) + "\n")
+        record["samples_file"] = samples.name
+    validate_results(record)
+    path = out_dir / f"{stem}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record, path

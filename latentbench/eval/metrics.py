@@ -1,0 +1,29 @@
+"""Aggregate per-sample verdicts into the metrics a results record reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from latentbench.tasks.code_eval import pass_at_k
+
+
+def accuracy_metrics(verdicts: Sequence[dict[str, list[bool]]], variants: Sequence[str], code: bool) -> dict:
+    """``verdicts[i][variant]`` holds one bool per sample of example i.
+
+    Text tasks report ``accuracy_<variant>`` (first sample); code tasks report ``pass@k_<variant>`` for
+    k = 1 and every power of two up to the samples drawn (unbiased when n > 1)."""
+    metrics: dict[str, float] = {}
+    if not verdicts:
+        return metrics
+    n = min(len(v[variants[0]]) for v in verdicts)
+    for variant in variants:
+        if not code:
+            metrics[f"accuracy_{variant}"] = float(np.mean([v[variant][0] for v in verdicts]))
+            continue
+        ks = [1] + [k for k in (2, 4, 8, 16, 32, 64, 100) if k <= n and k > 1]
+        for k in ks:
+            values = [pass_at_k(len(v[variant]), sum(v[variant]), k) for v in verdicts]
+            metrics[f"pass@{k}_{variant}"] = float(np.mean(values))
+    return metrics

@@ -1,0 +1,1 @@
+"""Methods: cot, latent-mas, latent-tree ... each yields Outcomes."""

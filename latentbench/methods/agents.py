@@ -1,0 +1,81 @@
+"""Role agents that share one KV cache: their prompts and how each continues the conversation.
+
+Agents run in sequence over one growing cache (LatentMAS): the first agent's turn holds the question;
+each later agent appends its own user turn (a "handoff") to the previous agent's latent thoughts;
+the final solver's handoff asks for the written answer. Role prompts live in the method config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from latentbench.models import LoadedModel
+    from latentbench.tasks import Example, Task
+
+DEFAULT_ROLES: dict[str, str] = {
+    "planner": "You are the planner. Think about how to solve the problem below, step by step, "
+               "and make a plan. Do not give the final answer yet.",
+    "critic": "You are the critic. Check the plan so far for mistakes and missing steps.",
+    "refiner": "You are the refiner. Improve the plan using the critique and work out the steps.",
+    "solver": "You are the solver. Using the reasoning above, solve the problem and state the final "
+              "answer exactly in the requested format.",
+}
+DEFAULT_PIPELINE = ("planner", "critic", "refiner")
+
+
+@dataclass
+class AgentPrompts:
+    """Token ids of every turn: the first agent's (with the question), each later handoff, the solver's."""
+
+    roles: list[str]  # role of latent agent i (i = 0 .. agents-1)
+    first: list[int]
+    handoffs: list[list[int]]  # handoffs[i] starts latent agent i+1's turn
+    solver: list[int]
+    first_text: str
+    solver_text: str
+
+
+def _continuation(lm: LoadedModel, history: list[dict[str, str]], message: str) -> str:
+    """The text a chat template adds for a new user turn after an (empty) assistant turn, ending with
+    the assistant prefix: rendered as the difference of two template renderings, so it fits any model."""
+    tok = lm.tokenizer
+    if not tok.chat_template:
+        return f"\n\n{message}\n\n"
+    before = tok.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
+    after = tok.apply_chat_template([*history, {"role": "assistant", "content": ""}, {"role": "user", "content": message}],
+                                    tokenize=False, add_generation_prompt=True)
+    # Some templates strip/alter empty assistant turns; fall back to plain text then.
+    return after[len(before):] if after.startswith(before) else f"\n\n{message}\n\n"
+
+
+def agent_prompts(lm: LoadedModel, task: Task, example: Example, agents: int, pipeline: tuple[str, ...],
+                  roles: dict[str, str]) -> AgentPrompts:
+    """Agent i takes role ``pipeline[i % len(pipeline)]``; the solver writes the text answer."""
+    names = [pipeline[i % len(pipeline)] for i in range(agents)]
+    question = task.prompt(example)
+    history = [{"role": "user", "content": f"{roles[names[0]]}\n\n{question}"}]
+    if lm.tokenizer.chat_template:
+        first = lm.tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
+    else:
+        first = history[0]["content"] + "\n\n"
+    handoffs = []
+    for name in names[1:]:
+        handoffs.append(_continuation(lm, history, roles[name]))
+        history = [*history, {"role": "assistant", "content": ""}, {"role": "user", "content": roles[name]}]
+    solver = _continuation(lm, history, roles["solver"])
+
+    def ids(text: str) -> list[int]:
+        return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    return AgentPrompts(names, ids(first), [ids(h) for h in handoffs], ids(solver), first, solver)
+
+
+def as_batch(ids: list[int], rows: int, device: torch.device) -> torch.Tensor:
+    """The same token ids for ``rows`` paths: [rows, n]."""
+    import torch
+
+    return torch.tensor([ids], dtype=torch.long, device=device).expand(rows, -1).contiguous()

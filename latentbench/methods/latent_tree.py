@@ -1,0 +1,194 @@
+"""``latent-tree``: multi-agent latent reasoning that branches, with outcome-supervised node values.
+
+Per question: the root is the first agent's prompt. Each agent expands every surviving path into k
+children: m latent steps (realigned last hidden state fed back as the next input), perturbed by seeded
+Gaussian noise so siblings differ, then the next agent's handoff prompt. Siblings of a whole level
+advance as one batched forward over their parents' caches (re-indexed, never recomputed). At the last
+agent the top-K leaves by consistency are decoded by the solver and scored against the gold answer;
+every node's value is the share of correct decoded leaves below it (Monte-Carlo outcome supervision,
+as Math-Shepherd does for text steps).
+
+Consistency score: cosine similarity of a node's last hidden state to the mean last hidden state of
+all nodes at its depth — the latent analogue of self-consistency (paths that agree with the
+consensus of their siblings rank first).
+
+Branching scheme: Gaussian perturbation of each latent input, ``e + τ·‖e‖·ε/√d`` with ε ~ N(0, I),
+then back onto the input-embedding norm. τ = 0 gives plain LatentMAS; noise is drawn per node from a
+generator seeded by (seed, question id, node id), so a node's latents do not depend on batch
+composition, resume point or shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from latentbench.methods.agents import agent_prompts, as_batch
+from latentbench.methods.base import Outcome
+from latentbench.methods.generation import eos_token_ids
+from latentbench.methods.latent_tree_config import LatentTreeConfig
+from latentbench.models.latent import Paths, greedy_decode, kv_slice, latent_steps, prefill, realignment
+
+if TYPE_CHECKING:
+    from latentbench.models import LoadedModel
+    from latentbench.tasks import Example, Task
+
+@dataclass
+class TreeNode:
+    node_id: int
+    parent_id: int | None
+    depth: int
+    branch_index: int
+    agent_index: int
+    role: str
+    kv: torch.Tensor  # [2, layers, kv_heads, new_positions, head_dim]
+    last_hidden: torch.Tensor  # [hidden] state the node ends on (consistency)
+    latent: torch.Tensor | None = None  # [m, hidden] input latents
+    hidden: torch.Tensor | None = None  # [m, hidden] last hidden state after each latent step
+    consistency: float | None = None
+    kept: bool | None = None
+    text: str | None = None
+    prediction: str | None = None
+    correct: bool | None = None
+    generated_tokens: int = 0
+    n_leaves: int = 0
+    n_correct: int = 0
+
+    @property
+    def value(self) -> float | None:
+        return self.n_correct / self.n_leaves if self.n_leaves else None
+
+    @property
+    def label(self) -> bool | None:
+        return self.n_correct > 0 if self.n_leaves else None
+
+
+def node_noise(seed: int, example_id: str, node_id: int, steps: int, dim: int, scale: float) -> torch.Tensor:
+    """[steps, dim] Gaussian noise owned by one node: same values whatever the batch or resume point."""
+    key = int(hashlib.sha256(f"{seed}|{example_id}|{node_id}".encode()).hexdigest()[:16], 16)
+    return torch.randn(steps, dim, generator=torch.Generator().manual_seed(key)) * scale
+
+
+def assign_values(nodes: list[TreeNode]) -> None:
+    """n_leaves / n_correct of every node = its decoded leaves below (itself included for leaves)."""
+    by_id = {n.node_id: n for n in nodes}
+    for node in nodes:
+        node.n_leaves = node.n_correct = 0
+    for leaf in nodes:
+        if not leaf.kept:
+            continue
+        current: TreeNode | None = leaf
+        while current is not None:
+            current.n_leaves += 1
+            current.n_correct += int(bool(leaf.correct))
+            current = by_id[current.parent_id] if current.parent_id is not None else None
+
+
+def consistency_scores(last_hidden: torch.Tensor) -> list[float]:
+    """Cosine similarity of each row [n, hidden] to the rows' mean."""
+    centroid = last_hidden.mean(0, keepdim=True)
+    return torch.nn.functional.cosine_similarity(last_hidden.float(), centroid.float(), dim=-1).tolist()
+
+
+class LatentTreeMethod:
+    name = "latent-tree"
+
+    def __init__(self, config: LatentTreeConfig) -> None:
+        self.config = config
+
+    def run(self, lm: LoadedModel, task: Task, examples: list[Example]) -> Iterator[Outcome]:
+        realign = realignment(lm, self.config.realign_lambda)
+        for example in examples:
+            yield self.grow(lm, task, example, realign)
+
+    def grow(self, lm: LoadedModel, task: Task, example: Example, realign) -> Outcome:
+        cfg = self.config
+        prompts = agent_prompts(lm, task, example, cfg.agents, cfg.pipeline_roles, cfg.roles)
+        paths = prefill(lm, as_batch(prompts.first, 1, lm.device))
+        nodes = [TreeNode(0, None, 0, 0, 0, prompts.roles[0], self._kv(paths, 0, 0, paths.length),
+                          paths.hidden[0].clone())]
+        frontier, forwards, latent_total = [nodes[0]], 1, 0
+        for depth in range(1, cfg.agents + 1):
+            start = paths.length
+            paths = paths.repeat(cfg.branches)  # [len(frontier) * k] paths, siblings adjacent
+            children = [(parent, b) for parent in frontier for b in range(cfg.branches)]
+            ids = [len(nodes) + i for i in range(len(children))]
+            paths, latents, hiddens = latent_steps(lm, paths, cfg.latent_steps, realign, self._noise(example, ids, realign))
+            forwards += cfg.latent_steps
+            latent_total += cfg.latent_steps * len(children)
+            if depth < cfg.agents:  # the next agent's turn opens on every child path
+                paths = prefill(lm, as_batch(prompts.handoffs[depth - 1], len(children), lm.device), paths=paths)
+                forwards += 1
+            frontier = []
+            for row, ((parent, branch), node_id) in enumerate(zip(children, ids, strict=True)):
+                node = TreeNode(node_id, parent.node_id, depth, branch, depth - 1, prompts.roles[depth - 1],
+                                self._kv(paths, row, start, paths.length), paths.hidden[row].clone(),
+                                latents[row].clone(), hiddens[row].clone())
+                nodes.append(node)
+                frontier.append(node)
+        self._score_depths(nodes)
+        max_new = cfg.max_new_tokens or task.card.max_new_tokens
+        forwards += self._decode_kept(lm, task, example, paths, frontier, prompts.solver, max_new)
+        assign_values(nodes)
+        outcome = self._outcome(example, prompts.first_text, nodes, forwards, latent_total)
+        outcome.artifacts["tree"].update(solver_prompt=prompts.solver_text, max_new_tokens=max_new)
+        return outcome
+
+    def _noise(self, example: Example, node_ids: list[int], realign) -> Any:
+        cfg = self.config
+        if cfg.latent_temperature == 0 or cfg.latent_steps == 0:
+            return None
+        dim = realign.matrix.shape[0]
+        scale = cfg.latent_temperature * realign.target_norm / dim ** 0.5
+        noise = torch.stack([node_noise(cfg.seed, example.id, i, cfg.latent_steps, dim, scale) for i in node_ids])
+        return lambda step: noise[:, step]
+
+    def _kv(self, paths: Paths, row: int, start: int, end: int) -> torch.Tensor:
+        keys, values = kv_slice(paths.cache, row, start, end)
+        kv = torch.stack([keys, values])  # [2, layers, kv_heads, seq, head_dim]
+        return kv.clone() if self.config.kv_dtype == "model" else kv.to(getattr(torch, self.config.kv_dtype))
+
+    @staticmethod
+    def _score_depths(nodes: list[TreeNode]) -> None:
+        for depth in sorted({n.depth for n in nodes if n.depth > 0}):
+            level = [n for n in nodes if n.depth == depth]
+            for node, score in zip(level, consistency_scores(torch.stack([n.last_hidden for n in level])), strict=True):
+                node.consistency = score
+
+    def _decode_kept(self, lm: LoadedModel, task: Task, example: Example, paths: Paths, leaves: list[TreeNode],
+                     solver_ids: list[int], max_new: int) -> int:
+        """Decode the top-K leaves by consistency (ties: earlier leaf) in one batch; score them."""
+        order = sorted(range(len(leaves)), key=lambda i: (-(leaves[i].consistency or 0.0), i))
+        kept = sorted(order[: self.config.keep])
+        for i, leaf in enumerate(leaves):
+            leaf.kept = i in kept
+        paths = paths.select(torch.tensor(kept, device=paths.mask.device))
+        tokens, forwards = greedy_decode(lm, paths, as_batch(solver_ids, len(kept), lm.device), max_new, eos_token_ids(lm))
+        texts = lm.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        decoded = [leaves[i] for i in kept]
+        scores = task.score_many([example] * len(texts), texts)
+        for leaf, text, new_tokens, score in zip(decoded, texts, tokens, scores, strict=True):
+            leaf.text, leaf.generated_tokens = text, len(new_tokens)
+            leaf.prediction = score.extracted.get("flexible", score.extracted.get("program"))
+            leaf.correct = all(score.correct.values())
+        return forwards
+
+    def _outcome(self, example: Example, prompt: str, nodes: list[TreeNode], forwards: int, latent: int) -> Outcome:
+        decoded = sorted((n for n in nodes if n.kept), key=lambda n: -(n.consistency or 0.0))
+        votes = Counter(n.prediction for n in decoded if n.prediction is not None)
+        best = votes.most_common(1)[0][0] if votes else None  # majority; ties -> most consistent
+        winner = next((n for n in decoded if n.prediction == best), decoded[0])
+        tree = {"question_id": example.id.rsplit("/", 1)[-1], "question": example.question, "gold": example.gold,
+                "config": json.dumps(asdict(self.config), sort_keys=True), "n_agents": self.config.agents,
+                "branching": self.config.branches, "top_k": self.config.keep, "n_nodes": len(nodes),
+                "n_leaves": len(decoded), "n_correct": sum(bool(n.correct) for n in decoded),
+                "prediction": best, "correct": bool(winner.correct)}
+        tokens = sum(n.generated_tokens for n in decoded)
+        return Outcome(example, prompt, [winner.text or ""], tokens, forwards, latent_steps=latent,
+                       latent_budget=latent, artifacts={"tree": tree, "nodes": nodes})

@@ -1,0 +1,78 @@
+"""Replay a saved latent-tree node: rebuild its path's KV cache from the shards and decode from it.
+
+A path's cache is the concatenation, along the sequence axis, of the KV positions each node on the
+path (root first) added. Under greedy decoding, replaying a kept leaf gives its saved text exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from latentbench.errors import DatasetIntegrityError, UsageError
+
+if TYPE_CHECKING:
+    from latentbench.models import LoadedModel
+
+
+@dataclass
+class ReplayResult:
+    example_id: str
+    node_id: int
+    path: list[int]  # node ids root -> node
+    positions: int  # cache length rebuilt
+    text: str  # decoded now
+    saved_text: str | None  # decoded at generation (kept leaves only)
+
+    @property
+    def matches(self) -> bool | None:
+        return None if self.saved_text is None else self.text == self.saved_text
+
+
+def node_path(nodes: list[dict[str, Any]], node_id: int) -> list[dict[str, Any]]:
+    """Rows from the root to ``node_id`` (inclusive)."""
+    by_id = {row["node_id"]: row for row in nodes}
+    if node_id not in by_id:
+        raise UsageError(f"--node {node_id}: no such node (this tree has nodes 0..{max(by_id)})")
+    chain = [by_id[node_id]]
+    while chain[-1]["parent_id"] is not None:
+        chain.append(by_id[chain[-1]["parent_id"]])
+    return chain[::-1]
+
+
+def replay(dataset: str | Path, example_id: str | None, node_id: int, *, lm: LoadedModel | None = None,
+           device: str = "cpu") -> ReplayResult:
+    import polars as pl
+    import torch
+
+    from latentbench.methods.generation import eos_token_ids
+    from latentbench.models import load_model
+    from latentbench.models.latent import Paths, cache_from_kv, greedy_decode
+    from latentbench.store import open_dataset
+
+    ds = open_dataset(dataset)
+    trees = ds.table("trees")
+    if example_id is None:
+        if trees.height != 1:
+            raise UsageError(f"{dataset}: holds {trees.height} trees; pass --example (e.g. {trees['example_id'][0]})")
+        example_id = trees["example_id"][0]
+    tree = trees.filter(pl.col("example_id") == example_id)
+    if tree.height == 0:
+        raise UsageError(f"--example {example_id!r} is not in {dataset}")
+    nodes = ds.table("nodes").filter(pl.col("example_id") == example_id).to_dicts()
+    chain = node_path(nodes, node_id)
+    model = ds.manifest["model"]
+    lm = lm or load_model(model["id"], device=device)
+    if model.get("sha256") and lm.weights_sha256 and model["sha256"] != lm.weights_sha256:
+        raise DatasetIntegrityError(f"{dataset}: made with weights {model['sha256'][:12]}…, "
+                                    f"but {model['id']} now has {lm.weights_sha256[:12]}…")
+    kv = torch.cat([ds.array("kv", row["kv_ref"], torch=True) for row in chain], dim=3)  # [2, L, H, seq, D]
+    cache = cache_from_kv(lm, kv[0], kv[1])
+    positions = kv.shape[3]
+    row = tree.to_dicts()[0]
+    solver = lm.tokenizer(row["solver_prompt"], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    paths = Paths(cache, torch.ones(1, positions, dtype=torch.long, device=lm.device), torch.empty(0))
+    tokens, _ = greedy_decode(lm, paths, solver.to(lm.device), row["max_new_tokens"], eos_token_ids(lm))
+    text = lm.tokenizer.decode(tokens[0], skip_special_tokens=True)
+    return ReplayResult(example_id, node_id, [r["node_id"] for r in chain], positions, text, chain[-1].get("text"))

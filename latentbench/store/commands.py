@@ -1,0 +1,109 @@
+"""CLI commands of the store: ``validate``, ``info``, ``push``, ``pull``.
+
+``register(app)`` adds them to the main typer app. Heavy imports happen inside the commands so
+``latentbench --help`` stays fast. User errors are raised as LatentbenchError (the CLI prints
+``error: <msg>`` and exits 2); ``validate`` prints one line per problem and exits 2 itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def validate(path: Annotated[Path, typer.Argument(help="Dataset directory.")]) -> None:
+    """Check a dataset: schemas, file hashes, array layout and every array reference."""
+    from latentbench.store.manifest import read_manifest
+    from latentbench.store.validate import validate_dataset
+
+    problems = validate_dataset(path)
+    for line in problems:
+        typer.echo(line)
+    if problems:
+        raise typer.Exit(code=2)
+    m = read_manifest(path)
+    typer.echo(f"ok: {path} ({m['kind']} v{m['version']}, {m['counts']['examples']} examples, "
+               f"{len(m['files']) + 1} files verified)")
+
+
+def info(spec: Annotated[str, typer.Argument(help="Dataset directory or Hub id owner/name[@revision].")]) -> None:
+    """Summarise a dataset from its manifest."""
+    from latentbench.store.reader import open_dataset
+
+    ds = open_dataset(spec)
+    m = ds.manifest
+    extra = [k for k in m["kinds"] if k != m["kind"]]
+    size = sum(f["bytes"] for f in m["files"].values())
+    lines = [
+        ("path", str(ds.path)),
+        ("kind", f"{m['kind']}" + (f" (+ {', '.join(extra)})" if extra else "") + f", schema v{m['schema_version']}"),
+        ("version", m["version"]),
+        ("task", f"{m['task']} / {m['split']}"),
+        ("model", f"{m['model']['id']}" + (f" (sha256 {m['model']['sha256'][:12]}…)" if m["model"]["sha256"] else "")),
+        ("seed", str(m["seed"])),
+        ("license", m["license"]),
+        ("created", m["created"]),
+        ("git", m["git_sha"] or "-"),
+        ("examples", str(m["counts"]["examples"])),
+    ]
+    for name, t in m["tables"].items():
+        lines.append((f"table {name}", f"{t['rows']} rows in {len(t['files'])} file(s), key {t['key']}"))
+    for name, a in m["arrays"].items():
+        on_disk = sum(f["bytes"] for p, f in m["files"].items() if p.startswith(f"arrays.zarr/{name}/"))
+        lines.append((f"array {name}", f"{a['items']} tensors, {a['dtype']}, {a['elements']} elements, "
+                                       f"{a['codec']}, {_size(on_disk)} on disk"))
+    lines.append(("size", f"{len(m['files']) + 1} files, {_size(size)}"))
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+def push(
+    path: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    repo_id: Annotated[str, typer.Argument(help="Dataset repo, owner/name.")],
+    version: Annotated[str, typer.Option("--version", help="Version X.Y.Z; must match manifest.json.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the files; upload nothing.")] = False,
+) -> None:
+    """Validate, upload to a Hub dataset repo, and tag the commit vX.Y.Z (never reusing a tag)."""
+    from latentbench.store import hub
+
+    result = hub.push(path, repo_id, version, private=private, dry_run=dry_run)
+    if dry_run:
+        for rel, size in result.files:
+            typer.echo(f"{size:>12}  {rel}")
+        total = sum(size for _, size in result.files)
+        typer.echo(f"dry run: would upload {len(result.files)} files ({total} bytes) to dataset repo "
+                   f"{repo_id} at {hub.endpoint()} and tag {result.tag}")
+        return
+    typer.echo(f"pushed {len(result.files)} files to {repo_id}, tagged {result.tag} (commit {result.commit})")
+    typer.echo(result.url or "")
+
+
+def pull(
+    spec: Annotated[str, typer.Argument(help="Hub dataset owner/name[@vX.Y.Z].")],
+    to: Annotated[Path, typer.Option("--to", help="New (or empty) directory to download into.")],
+) -> None:
+    """Download a dataset at a revision, validate it, and only then place it at --to."""
+    from latentbench.store import hub
+
+    dest = hub.pull(spec, to)
+    typer.echo(f"pulled {spec} to {dest} (valid)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the store's commands to the main ``latentbench`` app."""
+    app.command("validate")(validate)
+    app.command("info")(info)
+    app.command("push")(push)
+    app.command("pull")(pull)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

@@ -1,0 +1,240 @@
+"""``manifest.json`` (provenance, counts, sha256 of every file) and the ``README.md`` dataset card.
+
+The card's YAML header maps each table to its Parquet files (``configs:``), so a plain
+``datasets.load_dataset(dir, "<table>")`` works with no custom code, locally and on the Hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from latentbench.errors import DatasetIntegrityError, SchemaError, UsageError
+from latentbench.paths import REPO_ROOT
+from latentbench.store.schema import KindSpec, available_kinds, load_schema
+
+MANIFEST = "manifest.json"
+CARD = "README.md"
+SEMVER = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+_PACKAGES = ("latentbench", "numpy", "polars", "pyarrow", "zarr", "numcodecs", "jsonschema", "torch")
+_SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def list_files(root: Path) -> list[str]:
+    """Every file under ``root`` except the manifest, as sorted POSIX paths relative to root."""
+    out = []
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            rel = (Path(dirpath) / name).relative_to(root).as_posix()
+            if rel != MANIFEST:
+                out.append(rel)
+    return sorted(out)
+
+
+def file_table(root: Path) -> dict[str, dict[str, Any]]:
+    return {rel: {"sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size}
+            for rel in list_files(root)}
+
+
+def created_now() -> str:
+    """UTC timestamp of this run; SOURCE_DATE_EPOCH (the reproducible-builds convention) wins if set."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def git_sha(repo: Path = REPO_ROOT) -> str | None:
+    """HEAD commit of the latentbench checkout, read from .git without running git; None if absent."""
+    git = repo / ".git"
+    try:
+        if git.is_file():  # worktree: "gitdir: <path>"
+            git = (repo / git.read_text().split(":", 1)[1].strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head
+        ref = head.split(":", 1)[1].strip()
+        common = Path((git / "commondir").read_text().strip()) if (git / "commondir").is_file() else None
+        for base in [git] + ([(git / common).resolve()] if common else []):
+            if (base / ref).is_file():
+                return (base / ref).read_text().strip()
+            packed = base / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split()[0]
+    except OSError:
+        return None
+    return None
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def size_category(n: int) -> str:
+    return next((label for limit, label in _SIZES if n < limit), "n>1B")
+
+
+def manifest_problems(manifest: Any) -> list[str]:
+    """Schema problems of a parsed manifest, plus unknown kinds and unsupported schema versions."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(
+        load_schema("manifest", 1), format_checker=jsonschema.FormatChecker()
+    )
+    problems = []
+    for err in sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path)):
+        loc = "/".join(str(p) for p in err.absolute_path)
+        problems.append(f"{loc or '(root)'}: {err.message}")
+    if not isinstance(manifest, dict):
+        return problems
+    known = available_kinds()
+    kinds = manifest.get("kinds") if isinstance(manifest.get("kinds"), dict) else {}
+    main = manifest.get("kind")
+    if isinstance(main, str) and main not in kinds:
+        problems.append(f"kind: main kind {main!r} is missing from 'kinds'")
+    for kind, version in kinds.items():
+        if kind not in known:
+            problems.append(f"kinds: unknown dataset kind {kind!r} (known: {', '.join(sorted(known))})")
+        elif isinstance(version, int) and version not in known[kind]:
+            problems.append(f"kinds: {kind} schema version {version} is not supported "
+                            f"(this latentbench reads {', '.join(f'v{v}' for v in known[kind])})")
+    if main in kinds and manifest.get("schema_version") != kinds[main]:
+        problems.append(f"schema_version: {manifest.get('schema_version')} differs from kinds[{main!r}]")
+    return problems
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """Parse and check ``root/manifest.json``; DatasetIntegrityError naming the file otherwise."""
+    path = root / MANIFEST
+    if not path.is_file():
+        raise DatasetIntegrityError(f"{path}: missing (not a latentbench dataset directory)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DatasetIntegrityError(f"{path}: not valid JSON ({exc})") from None
+    problems = manifest_problems(manifest)
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DatasetIntegrityError(f"{path}: {problems[0]}{more}")
+    return manifest
+
+
+def check_info(info: dict[str, Any]) -> dict[str, Any]:
+    """Normalise the writer's ``info`` (task, split, model, license, version, seed, method_config)."""
+    missing = [k for k in ("task", "split", "model", "license", "version") if k not in info]
+    if missing:
+        raise UsageError(f"dataset info is missing {', '.join(missing)}")
+    unknown = set(info) - {"task", "split", "model", "license", "version", "seed", "method_config"}
+    if unknown:
+        raise UsageError(f"dataset info has unknown keys {sorted(unknown)}")
+    model = info["model"] if isinstance(info["model"], dict) else {"id": info["model"]}
+    out = {**info, "model": {"revision": None, "sha256": None, **model},
+           "seed": info.get("seed"), "method_config": info.get("method_config", {}),
+           "license": str(info["license"]).lower()}
+    try:
+        out = json.loads(json.dumps(out, sort_keys=True))  # what the manifest will hold, exactly
+    except TypeError as exc:
+        raise UsageError(f"dataset info must be JSON-serialisable: {exc}") from None
+    import jsonschema
+
+    props = load_schema("manifest", 1)["properties"]
+    sub = {"type": "object", "properties": {k: props[k] for k in out}}
+    error = next(iter(jsonschema.Draft202012Validator(sub).iter_errors(out)), None)
+    if error is not None:
+        loc = "/".join(str(p) for p in error.absolute_path)
+        raise UsageError(f"dataset info {loc}: {error.message}")
+    return out
+
+
+def build_manifest(*, kind: str, specs: list[KindSpec], info: dict[str, Any], counts: dict[str, Any],
+                   tables: dict[str, Any], arrays: dict[str, Any], files: dict[str, Any],
+                   created: str, git: str | None, packages: dict[str, str]) -> dict[str, Any]:
+    kinds = {s.kind: s.version for s in specs}
+    manifest = {
+        "format": "latentbench-dataset", "manifest_version": 1,
+        "kind": kind, "schema_version": kinds[kind], "kinds": kinds,
+        "version": info["version"], "task": info["task"], "split": info["split"], "model": info["model"],
+        "method_config": info["method_config"], "seed": info["seed"], "license": info["license"],
+        "packages": packages, "git_sha": git, "counts": counts,
+        "tables": tables, "arrays": arrays, "files": files, "created": created,
+    }
+    problems = manifest_problems(manifest)
+    if problems:
+        raise SchemaError(f"{MANIFEST}: {problems[0]}")
+    return manifest
+
+
+def render_card(manifest: dict[str, Any], specs: list[KindSpec]) -> str:
+    """README.md: Hub YAML header (configs -> parquet files, license, tags, size) and a short body."""
+    import yaml
+
+    main_tables = [t for s in specs if s.kind == manifest["kind"] for t in s.tables]
+    configs = []
+    for name, table in manifest["tables"].items():
+        entry: dict[str, Any] = {"config_name": name,
+                                 "data_files": [{"split": manifest["split"], "path": table["files"]}]}
+        if main_tables and name == main_tables[0]:
+            entry["default"] = True
+        configs.append(entry)
+    rows = max(manifest["counts"]["tables"].values(), default=0)
+    header = {
+        "license": manifest["license"],
+        "pretty_name": f"{manifest['task']} {manifest['kind']} ({manifest['model']['id']})",
+        "tags": ["latentbench", "latent-reasoning", *manifest["kinds"]],
+        "size_categories": [size_category(rows)],
+        "configs": configs,
+    }
+    lines = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
+             f"# {header['pretty_name']}", "",
+             f"A latentbench `{manifest['kind']}` dataset, version {manifest['version']}: "
+             f"{manifest['counts']['examples']} examples of `{manifest['task']}` ({manifest['split']}), "
+             f"generated with `{manifest['model']['id']}` (seed {manifest['seed']}).", "",
+             "```python",
+             "from datasets import load_dataset",
+             f"ds = load_dataset(\"<this repo or dir>\", \"{main_tables[0] if main_tables else 'default'}\")",
+             "",
+             "# tables as polars frames, tensors read lazily from arrays.zarr/:",
+             "from latentbench.store import open_dataset",
+             "ds = open_dataset(\"<this dir, or owner/name@v" + manifest["version"] + ">\")",
+             *([f"x = ds.array(\"{next(iter(manifest['arrays']))}\", 0)"] if manifest["arrays"] else []),
+             "```", ""]
+    for spec in specs:
+        for name, table in spec.tables.items():
+            lines += [f"## Table `{name}` ({spec.kind}, {manifest['counts']['tables'].get(name, 0)} rows)",
+                      "", table.row_schema.get("description", ""), "",
+                      "| column | type | unit | description |", "|---|---|---|---|"]
+            for col, cs in table.columns.items():
+                types = [cs["type"]] if isinstance(cs["type"], str) else cs["type"]
+                kind = " or ".join(types)
+                lines.append(f"| `{col}` | {kind} | {cs['unit']} | {cs['description'].replace('|', '/')} |")
+            lines.append("")
+    for name, arr in manifest["arrays"].items():
+        lines += [f"## Array `{name}` ({arr['kind']}, {arr['items']} tensors, {arr['dtype']})", "",
+                  f"Stored in `arrays.zarr/{name}/` as a flat `data` array ({arr['codec']}, "
+                  f"{arr['chunk_elements']} elements per chunk) with `offsets` and `shapes`.", ""]
+    lines += ["## Provenance", "", "```json",
+              json.dumps({k: manifest[k] for k in ("method_config", "packages", "git_sha", "created")},
+                         indent=2, sort_keys=True), "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""Reading a dataset: tables as polars frames or ``datasets.Dataset``, tensors lazily from Zarr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from latentbench.errors import DataNotFoundError, DatasetIntegrityError, SchemaError, UsageError
+from latentbench.store.arrays import RaggedArray
+from latentbench.store.build import ARRAYS
+from latentbench.store.manifest import read_manifest
+from latentbench.store.schema import KindSpec, TableSpec, check_frame, load_kind
+
+if TYPE_CHECKING:
+    import datasets
+    import polars as pl
+
+
+class Dataset:
+    """A dataset directory. Opening reads and checks only manifest.json; data is read on demand."""
+
+    def __init__(self, path: str | Path, *, array_store: Any = None) -> None:
+        self.path = Path(path)
+        self.manifest: dict[str, Any] = read_manifest(self.path)
+        self.specs: list[KindSpec] = [load_kind(k, v) for k, v in self.manifest["kinds"].items()]
+        self._table_specs: dict[str, TableSpec] = {n: t for s in self.specs for n, t in s.tables.items()}
+        self._array_store = array_store
+        self._group: Any = None
+        self._arrays: dict[str, RaggedArray] = {}
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def tables(self) -> list[str]:
+        return list(self.manifest["tables"])
+
+    @property
+    def arrays(self) -> list[str]:
+        return list(self.manifest["arrays"])
+
+    def __repr__(self) -> str:
+        counts = self.manifest["counts"]
+        return (f"Dataset({str(self.path)!r}, kind={self.kind!r}, version={self.version!r}, "
+                f"examples={counts['examples']}, tables={counts['tables']}, arrays={counts['arrays']})")
+
+    def table(self, name: str) -> pl.DataFrame:
+        """The whole table, rows in key order, checked against its schema (every row, vectorised)."""
+        import polars as pl
+
+        if name not in self.manifest["tables"]:
+            raise UsageError(f"{self.path}: no table {name!r} (tables: {', '.join(self.tables)})")
+        meta = self.manifest["tables"][name]
+        frames = [read_parquet(self.path / rel) for rel in meta["files"]]
+        spec = self._table_specs[name]
+        frame = pl.concat(frames) if frames else pl.DataFrame(schema=spec.polars_schema())
+        where = self.path / meta["files"][0] if meta["files"] else self.path / "tables" / name
+        problems = check_frame(spec, frame)
+        if problems:
+            raise SchemaError(f"{where}: {problems[0]}")
+        if len(frame) != meta["rows"]:
+            raise DatasetIntegrityError(f"{where}: {len(frame)} rows, manifest.json says {meta['rows']}")
+        return frame
+
+    def to_hf(self, name: str) -> datasets.Dataset:
+        """The table as an in-memory ``datasets.Dataset`` (same rows and order as :meth:`table`)."""
+        import datasets
+
+        return datasets.Dataset(self.table(name).to_arrow())
+
+    def array_len(self, name: str) -> int:
+        return len(self._array(name))
+
+    def array(self, name: str, index: int, *, torch: bool = False) -> Any:
+        """Tensor ``index`` of array ``name``, reading only its chunks.
+
+        numpy array by default (torch tensor with ``torch=True``); bfloat16 arrays always come back as
+        torch tensors since numpy has no bfloat16.
+        """
+        return self._array(name).get(index, as_torch=torch)
+
+    def _array(self, name: str) -> RaggedArray:
+        if name not in self._arrays:
+            if name not in self.manifest["arrays"]:
+                raise UsageError(f"{self.path}: no array {name!r} (arrays: {', '.join(self.arrays) or 'none'})")
+            import zarr
+
+            store = self._array_store if self._array_store is not None else self.path / ARRAYS
+            try:
+                if self._group is None:
+                    self._group = zarr.open_group(store, mode="r")
+                self._arrays[name] = RaggedArray(self._group, name)
+            except (KeyError, FileNotFoundError, zarr.errors.BaseZarrError) as exc:
+                raise DatasetIntegrityError(f"{self.path / ARRAYS / name}: missing or unreadable Zarr array "
+                                            f"({type(exc).__name__})") from None
+        return self._arrays[name]
+
+    def validate(self) -> list[str]:
+        """Full check (schemas, hashes, references); one line per problem, empty if valid."""
+        from latentbench.store.validate import validate_dataset
+
+        return validate_dataset(self.path)
+
+
+def read_parquet(path: Path) -> pl.DataFrame:
+    import polars as pl
+
+    if not path.is_file():
+        raise DatasetIntegrityError(f"{path}: missing Parquet file (listed in manifest.json)")
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatasetIntegrityError(f"{path}: not a readable Parquet file ({reason})") from None
+
+
+def open_dataset(spec: str | Path, *, array_store: Any = None) -> Dataset:
+    """Open a dataset directory, or a Hub dataset ``owner/name[@revision]`` (downloaded to the cache).
+
+    ``array_store``: read arrays through this zarr store instead of ``<dir>/arrays.zarr`` (e.g. an
+    instrumented or caching wrapper).
+    """
+    path = Path(spec).expanduser()
+    if path.exists():
+        return Dataset(path, array_store=array_store)
+    from latentbench.store import hub
+
+    parsed = hub.parse_hub_spec(str(spec))
+    if parsed is None:
+        raise DataNotFoundError(f"{spec}: no such dataset directory (nor a Hub id 'owner/name[@revision]')")
+    return Dataset(hub.cached_dataset(*parsed), array_store=array_store)

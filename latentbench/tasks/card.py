@@ -1,0 +1,63 @@
+"""Task cards: one YAML file per task under top-level ``tasks/`` (source, splits, fields, prompt, answer kind)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from latentbench.errors import DataFormatError
+
+AnswerKind = Literal["number", "choice", "code"]
+ANSWER_KINDS = ("number", "choice", "code")
+REQUIRED = ("name", "license", "answer_kind", "adapter", "default_split", "source", "splits", "fields", "prompt")
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    file: str  # path relative to the data dir, laid out like ../shared/data
+    sha256: str | None = None
+    member: str | None = None  # member inside a zip archive
+    hub_split: str | None = None  # split name on the Hub (None: not on the Hub)
+
+
+@dataclass(frozen=True)
+class TaskCard:
+    name: str
+    description: str
+    license: str
+    answer_kind: AnswerKind
+    adapter: str
+    default_split: str
+    source: dict[str, Any]
+    splits: dict[str, SplitSpec]
+    fields: dict[str, Any]
+    prompt: str
+    max_new_tokens: int = 256
+    path: Path | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> TaskCard:
+        import yaml
+
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise DataFormatError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+        if not isinstance(raw, dict):
+            raise DataFormatError(f"{path}: expected a mapping of task card fields")
+        missing = [k for k in REQUIRED if k not in raw]
+        if missing:
+            raise DataFormatError(f"{path}: missing field(s) {', '.join(missing)}")
+        if raw["answer_kind"] not in ANSWER_KINDS:
+            raise DataFormatError(f"{path}: answer_kind {raw['answer_kind']!r} is not one of {ANSWER_KINDS}")
+        splits = {}
+        for name, spec in raw["splits"].items():
+            spec = dict(spec)
+            spec.setdefault("hub_split", name)
+            splits[name] = SplitSpec(**spec)
+        if raw["default_split"] not in splits:
+            raise DataFormatError(f"{path}: default_split {raw['default_split']!r} is not among splits")
+        known = {k: raw[k] for k in REQUIRED if k != "splits"}
+        return cls(**known, splits=splits, description=raw.get("description", ""),
+                   max_new_tokens=int(raw.get("max_new_tokens", 256)), path=path)

@@ -1,0 +1,119 @@
+"""A task: its card, its examples, how a prompt is written, and how an output is scored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from latentbench.errors import DataFormatError, UsageError
+from latentbench.tasks.adapters import ADAPTERS
+from latentbench.tasks.card import TaskCard
+from latentbench.tasks.example import Example
+from latentbench.tasks.sources import read_records
+
+
+@dataclass
+class Score:
+    """One scored output. ``correct`` maps each reported variant to a verdict:
+    number/choice -> {"strict", "flexible"}; code -> {"base", "plus"} (HumanEval: {"base"})."""
+
+    extracted: dict[str, str | None]
+    correct: dict[str, bool]
+    detail: str = ""
+
+
+class Task:
+    def __init__(self, card: TaskCard) -> None:
+        if card.adapter not in ADAPTERS:
+            raise DataFormatError(f"{card.path}: adapter {card.adapter!r} is not one of {', '.join(ADAPTERS)}")
+        self.card = card
+        self.name = card.name
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        if self.card.answer_kind != "code":
+            return ("strict", "flexible")
+        return ("base",) if self.card.adapter == "humaneval" else ("base", "plus")
+
+    def split(self, split: str | None) -> str:
+        split = split or self.card.default_split
+        if split not in self.card.splits:
+            raise UsageError(f"--split {split!r}: task {self.name} has splits {', '.join(self.card.splits)}")
+        return split
+
+    def examples(self, split: str | None = None, *, limit: int | None = None,
+                 data_dir: Path | None = None) -> list[Example]:
+        """The split's examples in source order; ``limit`` takes the first N (the same N for every method)."""
+        split = self.split(split)
+        if limit is not None and limit < 1:
+            raise UsageError(f"--limit must be at least 1, got {limit}")
+        records = read_records(self.card, split, data_dir)
+        records = records[:limit] if limit else records
+        adapter = ADAPTERS[self.card.adapter]
+        return [adapter(self.card, split, i, record) for i, record in enumerate(records)]
+
+    def prompt(self, example: Example) -> str:
+        """The user message (methods apply the model's chat template around it)."""
+        choices = "\n".join(f"{k}. {v}" for k, v in (example.choices or {}).items())
+        return self.card.prompt.format_map({"question": example.question, "choices": choices})
+
+    def score(self, example: Example, output: str) -> Score:
+        """Score one output; code outputs run in the sandbox (use ``score_many`` to run them in parallel)."""
+        return self.score_many([example], [output])[0]
+
+    def score_many(self, examples: list[Example], outputs: list[str], *, workers: int = 2) -> list[Score]:
+        if self.card.answer_kind == "code":
+            return self._score_code(examples, outputs, workers)
+        return [self._score_text(ex, out) for ex, out in zip(examples, outputs, strict=True)]
+
+    def _score_text(self, example: Example, output: str) -> Score:
+        from latentbench.tasks import answers
+
+        extracted: dict[str, str | None] = {}
+        for variant in ("strict", "flexible"):
+            strict = variant == "strict"
+            if self.card.answer_kind == "number":
+                extracted[variant] = answers.extract_number(output, strict=strict)
+            else:
+                extracted[variant] = answers.extract_choice(output, example.choices, strict=strict)
+        correct = {v: _matches(self.card.answer_kind, value, example.gold) for v, value in extracted.items()}
+        return Score(extracted, correct)
+
+    def _score_code(self, examples: list[Example], outputs: list[str], workers: int) -> list[Score]:
+        """Extract each program, then run them all in the sandbox in parallel workers."""
+        from latentbench.tasks.answers import extract_code
+        from latentbench.tasks.code_eval import score_programs
+
+        problems = [ex.meta["code_problem"] for ex in examples]
+        programs = [extract_code(out, p.prompt, p.entry_point) for out, p in zip(outputs, problems, strict=True)]
+        verdicts = score_programs(problems, programs, workers=workers)
+        scores = []
+        for program, verdict in zip(programs, verdicts, strict=True):
+            correct = {"base": bool(verdict.base_passed)}
+            if "plus" in self.variants:
+                correct["plus"] = bool(verdict.plus_passed)
+            scores.append(Score({"program": program}, correct, verdict.detail))
+        return scores
+
+    def gold_output(self, example: Example) -> str:
+        """A model-style output stating the gold answer; scoring it must be correct (the gold-parse check)."""
+        if self.card.answer_kind == "code":
+            problem = example.meta["code_problem"]
+            return f"```python\n{problem.prompt}{problem.canonical_solution}\n```"
+        if self.card.answer_kind == "choice":
+            return f"The answer is ({example.gold})."
+        return f"The answer is {example.gold}."
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "answer_kind": self.card.answer_kind, "splits": list(self.card.splits),
+                "default_split": self.card.default_split, "license": self.card.license,
+                "description": self.card.description}
+
+
+def _matches(kind: str, predicted: str | None, gold: str) -> bool:
+    from latentbench.tasks.answers import numbers_equal
+
+    if predicted is None:
+        return False
+    return numbers_equal(predicted, gold) if kind == "number" else predicted == gold

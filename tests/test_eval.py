@@ -1,0 +1,104 @@
+"""The evaluator: records validate, metrics are computed from verdicts, samples are logged."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from latentbench.errors import SchemaError
+from latentbench.eval.evaluator import EvalRequest, evaluate
+from latentbench.eval.metrics import accuracy_metrics
+from latentbench.eval.schema import validate_results
+from latentbench.methods.base import Outcome
+from latentbench.models import tiny_model
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return tiny_model("qwen3", seed=0)
+
+
+@dataclass
+class OracleConfig:
+    wrong_every: int = 0  # every n-th answer is made wrong (0: none)
+
+
+class Oracle:
+    """A method that answers with the gold (or a wrong answer): the evaluator must score it exactly."""
+
+    name = "oracle"
+
+    def __init__(self, config: OracleConfig) -> None:
+        self.config = config
+
+    def run(self, lm, task, examples) -> Iterator[Outcome]:
+        for i, ex in enumerate(examples):
+            wrong = self.config.wrong_every and i % self.config.wrong_every == 0
+            text = "The answer is 123456789." if wrong else task.gold_output(ex)
+            yield Outcome(ex, task.prompt(ex), [text], generated_tokens=7, forward_passes=2, latent_steps=3,
+                          latent_budget=4)
+
+
+@pytest.mark.parametrize(("task", "wrong_every", "expected"), [("gsm8k", 0, 1.0), ("gsm8k", 2, 0.5),
+                                                              ("medqa", 0, 1.0), ("gpqa", 4, 0.75)])
+def test_oracle_scores_exactly(lm, tmp_path: Path, task: str, wrong_every: int, expected: float) -> None:
+    req = EvalRequest(task=task, limit=8, output_path=str(tmp_path), log_samples=True, show_progress=False)
+    record, path = evaluate(req, lm=lm, method=Oracle(OracleConfig(wrong_every)))
+    assert record["metrics"]["accuracy_strict"] == expected
+    assert record["metrics"]["accuracy_flexible"] == expected
+    assert record["metrics"]["latent_budget_usage"] == 0.75 and record["metrics"]["latent_steps_mean"] == 3
+    assert record["cost"]["generated_tokens"] == 56 and record["cost"]["forward_passes"] == 16
+    assert not record["leaderboard_eligible"] and record["limit"] == 8
+    validate_results(json.loads(path.read_text()))
+    samples = [json.loads(line) for line in (tmp_path / record["samples_file"]).read_text().splitlines()]
+    assert len(samples) == 8 and sum(all(s["correct"].values()) for s in samples) == expected * 8
+    assert {"prompt", "output", "extracted", "gold", "correct"} <= set(samples[0])
+
+
+def test_code_task_reports_pass_at_1_base_and_plus(lm, tmp_path: Path) -> None:
+    req = EvalRequest(task="mbppplus", limit=4, output_path=str(tmp_path), show_progress=False)
+    record, _ = evaluate(req, lm=lm, method=Oracle(OracleConfig(wrong_every=4)))
+    assert record["metrics"]["pass@1_base"] == 0.75 and record["metrics"]["pass@1_plus"] == 0.75
+    assert "accuracy_strict" not in record["metrics"]
+
+
+def test_cot_on_a_tiny_model_writes_a_valid_record(lm, tmp_path: Path) -> None:
+    req = EvalRequest(task="gsm8k", limit=3, output_path=str(tmp_path), log_samples=True, show_progress=False,
+                      method_args={"max_new_tokens": "5", "batch_size": "2"})
+    record, path = evaluate(req, lm=lm)
+    assert record["method"] == {"name": "cot", "config": {"max_new_tokens": 5, "batch_size": 2, "temperature": 0.0,
+                                                          "top_p": 1.0, "num_samples": 1, "system_prompt": ""}}
+    assert record["task"]["n"] == 3 and 0 < record["cost"]["generated_tokens"] <= 15
+    assert record["cost"]["forward_passes"] <= 10  # two batches of at most 5 decoder calls
+    assert record["model"]["source"] == "random" and record["model"]["sha256"] is None
+    assert path.name.startswith("gsm8k-test-cot-")
+
+
+def test_latent_mas_reports_latent_budget(lm, tmp_path: Path) -> None:
+    req = EvalRequest(task="gsm8k", method="latent-mas", limit=3, output_path=str(tmp_path), show_progress=False,
+                      method_args={"max_new_tokens": "4", "agents": "2", "latent_steps": "3", "batch_size": "2"})
+    record, _ = evaluate(req, lm=lm)
+    assert record["metrics"]["latent_steps_mean"] == 6 and record["cost"]["latent_steps"] == 18
+    assert record["metrics"]["latent_budget_usage"] == 1.0
+
+
+def test_pass_at_k_metrics_with_several_samples() -> None:
+    verdicts = [{"base": [True, False, False, False]}, {"base": [True, True, True, True]}]
+    metrics = accuracy_metrics(verdicts, ("base",), code=True)
+    assert metrics["pass@1_base"] == pytest.approx((0.25 + 1.0) / 2)
+    assert metrics["pass@2_base"] == pytest.approx((0.5 + 1.0) / 2)
+    assert metrics["pass@4_base"] == 1.0
+
+
+def test_schema_rejects_a_bad_record(lm, tmp_path: Path) -> None:
+    req = EvalRequest(task="gsm8k", limit=1, output_path=str(tmp_path), show_progress=False)
+    record, _ = evaluate(req, lm=lm, method=Oracle(OracleConfig()))
+    bad = {**record, "metrics": {**record["metrics"], "accuracy_strict": 1.5}}
+    with pytest.raises(SchemaError, match="metrics/accuracy_strict"):
+        validate_results(bad)
+    with pytest.raises(SchemaError, match="seed"):
+        validate_results({k: v for k, v in record.items() if k != "seed"})

@@ -1,0 +1,200 @@
+"""DatasetWriter: atomic examples, argument checks, resume and refusal to overwrite."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from latentbench.errors import LatentbenchError, SchemaError, UsageError
+from latentbench.store import DatasetWriter, open_dataset, validate_dataset
+from latentbench.store.synthetic import INFO, make_synthetic_dataset, write_kv_shard, write_latent_tree
+from latentbench.store.testing import file_hashes
+
+
+def _node(**kw):
+    return {"node_id": 0, "parent_id": None, "agent_index": 0, "depth": 0, "branch_index": 0, "role": "root",
+            "n_leaves": 0, "n_correct": 0, "value": None, "label": None, **kw}
+
+
+@pytest.fixture
+def writer(tmp_path):
+    w = DatasetWriter(tmp_path / "ds", kind="latent-tree", info=INFO, extra_kinds=["kv-shard"])
+    yield w
+    w.close()
+
+
+def test_exception_inside_example_leaves_nothing(writer, tmp_path):
+    with pytest.raises(RuntimeError), writer.example("a") as ex:
+        ex.add_array("latent", np.ones((2, 8), np.float16))
+        ex.add_rows("nodes", [_node()])
+        raise RuntimeError("model crashed")
+    assert writer.completed_ids() == set()
+    with writer.example("b") as ex:  # indices restart where the committed data ends
+        assert ex.add_array("latent", np.ones((1, 8), np.float16)) == 0
+        ex.add_rows("nodes", [_node(latent_ref=0)])
+    writer.finalize()
+    ds = open_dataset(tmp_path / "ds")
+    assert ds.manifest["counts"] == {"examples": 1, "tables": {"trees": 0, "nodes": 1, "kv_segments": 0},
+                                     "arrays": {"latent": 1}}
+    assert ds.table("nodes")["example_id"].to_list() == ["b"]
+
+
+def test_array_indices_are_global_and_returned(writer, tmp_path):
+    refs = []
+    for eid in ("a", "b"):
+        with writer.example(eid) as ex:
+            refs.append([ex.add_array("latent", np.full((1, 8), len(refs), np.float16)) for _ in range(2)])
+    assert refs == [[0, 1], [2, 3]]
+    writer.finalize()
+    ds = open_dataset(tmp_path / "ds")
+    assert [float(ds.array("latent", i)[0, 0]) for i in range(4)] == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda ex: ex.add_rows("leaves", [{}]), "table 'leaves' is not defined"),
+    (lambda ex: ex.add_array("kv2", np.zeros(3)), "array 'kv2' is not defined"),
+    (lambda ex: ex.add_array("latent", np.zeros((2, 8), np.int64)), "takes float32, float16, bfloat16"),
+    (lambda ex: ex.add_array("latent", np.zeros(8, np.float16)), "2-d"),
+    (lambda ex: ex.add_array("latent", [1.0, 2.0]), "numpy arrays or torch tensors"),
+    (lambda ex: ex.add_rows("nodes", _node()), "list of rows"),
+])
+def test_bad_calls_raise_usage_errors(writer, call, message):
+    with pytest.raises(UsageError, match=message), writer.example("a") as ex:
+        call(ex)
+    assert writer.completed_ids() == set()
+
+
+def test_one_dtype_per_array(writer):
+    with writer.example("a") as ex:
+        ex.add_array("latent", np.zeros((1, 8), np.float16))
+    with pytest.raises(UsageError, match="holds float16; got float32"), writer.example("b") as ex:
+        ex.add_array("latent", np.zeros((1, 8), np.float32))
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    (_node(latent_ref=5), "latent_ref=5 but array 'latent' has only 1 items"),
+    (_node(depth="deep"), "'deep' is not of type 'integer'"),
+    (_node(value=1.5), "1.5 is greater than the maximum of 1"),
+    (_node(colour="red"), "Additional properties are not allowed"),
+    ({"node_id": 0}, "'parent_id' is a required property"),
+])
+def test_rows_are_checked_on_commit(writer, row, message):
+    with pytest.raises(SchemaError, match=message), writer.example("a") as ex:
+        ex.add_array("latent", np.zeros((1, 8), np.float16))
+        ex.add_rows("nodes", [row])
+    assert writer.completed_ids() == set()
+
+
+def test_duplicate_keys_and_ids_are_refused(writer):
+    with pytest.raises(SchemaError, match="duplicate nodes key"), writer.example("a") as ex:
+        ex.add_rows("nodes", [_node(), _node()])
+    with writer.example("a") as ex:
+        ex.add_rows("nodes", [_node()])
+    with pytest.raises(UsageError, match="already committed"), writer.example("a"):
+        pass
+
+
+def test_ref_to_array_of_a_missing_kind_is_refused(tmp_path):
+    w = DatasetWriter(tmp_path / "ds", kind="latent-tree", info=INFO)
+    with pytest.raises(SchemaError, match="add its kind to extra_kinds"), w.example("a") as ex:
+        ex.add_rows("nodes", [_node(kv_ref=0)])
+
+
+def test_numpy_scalars_in_rows_are_accepted(writer, tmp_path):
+    with writer.example("a") as ex:
+        ex.add_rows("nodes", [_node(node_id=np.int64(0), n_leaves=np.int32(1), n_correct=1,
+                                    value=np.float32(1.0), label=np.bool_(True))])
+    writer.finalize()
+    row = open_dataset(tmp_path / "ds").table("nodes").row(0, named=True)
+    assert (row["n_leaves"], row["value"], row["label"]) == (1, 1.0, True)
+
+
+def test_unknown_kind_and_bad_info(tmp_path):
+    with pytest.raises(UsageError, match="unknown dataset kind 'latent-forest'"):
+        DatasetWriter(tmp_path / "a", kind="latent-forest", info=INFO)
+    with pytest.raises(UsageError, match="missing version"):
+        DatasetWriter(tmp_path / "b", kind="spd-trace", info={k: v for k, v in INFO.items() if k != "version"})
+    with pytest.raises(UsageError, match="dataset info version: '1.0' does not match"):
+        DatasetWriter(tmp_path / "c", kind="spd-trace", info={**INFO, "version": "1.0"})
+    with pytest.raises(UsageError, match="dataset info model/sha256"):
+        DatasetWriter(tmp_path / "d", kind="spd-trace", info={**INFO, "model": {"id": "m", "sha256": "xyz"}})
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def test_resume_with_other_arguments_is_refused(tmp_path):
+    w = DatasetWriter(tmp_path / "ds", kind="kv-shard", info=INFO)
+    with w.example("a") as ex:
+        write_kv_shard(ex, 0)
+    w.close()
+    with pytest.raises(UsageError, match="different info"):
+        DatasetWriter(tmp_path / "ds", kind="kv-shard", info={**INFO, "seed": 1})
+    assert DatasetWriter(tmp_path / "ds", kind="kv-shard", info=INFO).completed_ids() == {"a"}
+
+
+def test_second_writer_on_same_dir_is_refused(tmp_path):
+    w = DatasetWriter(tmp_path / "ds", kind="kv-shard", info=INFO)
+    with pytest.raises(UsageError, match="another writer"):
+        DatasetWriter(tmp_path / "ds", kind="kv-shard", info=INFO)
+    w.close()
+
+
+def test_never_writes_into_a_foreign_directory(tmp_path):
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not empty"):
+        DatasetWriter(tmp_path / "ds", kind="kv-shard", info=INFO)
+    assert [p.name for p in (tmp_path / "ds").iterdir()] == ["notes.txt"]
+
+
+def test_finalized_dataset_is_never_rewritten(tmp_path):
+    make_synthetic_dataset(tmp_path / "ds", "kv-shard", n=3)
+    before = file_hashes(tmp_path / "ds")
+    w = DatasetWriter(tmp_path / "ds", kind="kv-shard", info=INFO)  # same args: a finished run
+    assert w.finalized and w.completed_ids() == {f"synthetic/test/{i}" for i in range(3)}
+    with pytest.raises(UsageError, match="finalized"), w.example("new"):
+        pass
+    assert w.finalize()["counts"]["examples"] == 3
+    with pytest.raises(UsageError, match="different version"):
+        DatasetWriter(tmp_path / "ds", kind="kv-shard", info={**INFO, "version": "0.2.0"})
+    assert file_hashes(tmp_path / "ds") == before
+
+
+def test_stray_temp_files_and_half_finalized_output_are_recovered(tmp_path, monkeypatch):
+    """What a kill leaves behind (a half-written entry, half-moved output) is cleaned up on resume."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    make_synthetic_dataset(tmp_path / "ref", "latent-tree", n=3, extra_kinds=("kv-shard",))
+    w = DatasetWriter(tmp_path / "ds", kind="latent-tree", info=INFO, extra_kinds=["kv-shard"])
+    for i in range(2):
+        with w.example(f"synthetic/test/{i}") as ex:
+            write_latent_tree(ex, i)
+    w.close()
+    journal = tmp_path / "ds" / ".journal"
+    (journal / ".tmp-00000002-999").write_bytes(b"LBJ1 half an example")
+    (tmp_path / "ds" / "tables" / "nodes").mkdir(parents=True)
+    (tmp_path / "ds" / "tables" / "nodes" / "stale.parquet").write_bytes(b"PAR1")
+    (tmp_path / "ds" / "README.md").write_text("stale")
+    make_synthetic_dataset(tmp_path / "ds", "latent-tree", n=3, extra_kinds=("kv-shard",))
+    assert validate_dataset(tmp_path / "ds") == []
+    assert file_hashes(tmp_path / "ds") == file_hashes(tmp_path / "ref")
+
+
+def test_manifest_records_provenance(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    m = make_synthetic_dataset(tmp_path / "ds", "spd-trace", n=2)
+    assert m["created"] == "1970-01-01T00:00:00Z"
+    assert m["license"] == "mit" and m["model"] == {"id": "synthetic-model", "sha256": "ab" * 32, "revision": None}
+    assert m["packages"]["polars"] and m["packages"]["zarr"].startswith("3.1")
+    assert m["counts"]["examples"] == 2 and m["arrays"] == {}
+    on_disk = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert on_disk == m and set(m["files"]) == {"README.md", *m["tables"]["steps"]["files"],
+                                                 *m["tables"]["traces"]["files"]}
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert card.startswith("---\nlicense: mit\n") and "config_name: steps" in card
+    assert "size_categories:\n- n<1K" in card
+
+
+def test_errors_are_one_line():
+    err = UsageError("x")
+    assert isinstance(err, LatentbenchError) and "\n" not in str(err)
