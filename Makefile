@@ -8,7 +8,8 @@ setup:
 	bash scripts/setup
 
 demo: setup
-	$(VENV)/latentbench eval gsm8k --method cot --limit 5 --log-samples
+	$(VENV)/latentbench generate gsm8k --limit 3
+	$(VENV)/latentbench validate data/gsm8k-latent-tree
 
 test: setup
 	$(VENV)/python -m pytest -q

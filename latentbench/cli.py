@@ -163,10 +163,8 @@ def env_cmd() -> None:
 
 def _register_subcommands() -> None:
     """Commands that live beside their library code register themselves on the app."""
-    try:
-        from latentbench.store.commands import register as register_store
-    except ModuleNotFoundError:  # TEMP until the store lands
-        return
+    from latentbench.store.commands import register as register_store
+
     register_store(app)
 
 

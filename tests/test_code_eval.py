@@ -211,12 +211,14 @@ def test_hostile_program_fails_mbpp(name: str) -> None:
 
 @bwrap_only
 def test_writing_outside_fails_and_leaves_no_file(tmp_path: Path, humaneval: list[CodeProblem]) -> None:
-    target = tmp_path / "escaped.txt"
     problem = humaneval[0]
-    body = problem.canonical_solution.replace("    for idx", f"    open({str(target)!r}, 'w').write('x')\n    for idx", 1)
-    (verdict,) = score_programs([problem], [problem.prompt + body])
-    assert not verdict.base_passed and "OSError" in verdict.detail
-    assert not target.exists()
+    targets = [tmp_path / "escaped.txt", Path(__file__).resolve().parents[1] / f"escaped-{os.getpid()}.txt"]
+    verdicts = []
+    for target in targets:  # a host dir the sandbox cannot see, and the (read-only) repo
+        write = f"    open({str(target)!r}, 'w').write('x')\n"
+        verdicts += score_programs([problem], [problem.prompt + write + problem.canonical_solution])
+    assert [v.detail.split(":")[0] for v in verdicts] == ["base FileNotFoundError", "base OSError"]
+    assert not any(target.exists() for target in targets)
 
 
 @bwrap_only
@@ -228,7 +230,8 @@ def test_socket_connect_fails(humaneval: list[CodeProblem]) -> None:
         server.settimeout(0.5)
         connect = f"import socket\nsocket.create_connection(('127.0.0.1', {server.getsockname()[1]}), timeout=2)\n"
         (verdict,) = score_programs([problem], [connect + problem.program])
-        assert not verdict.base_passed and verdict.detail.startswith("load OSError")
+        # inside its own network namespace, 127.0.0.1 is the sandbox's loopback, not ours
+        assert not verdict.base_passed and verdict.detail.startswith("load ConnectionRefusedError")
         with pytest.raises(TimeoutError):
             server.accept()
 

@@ -77,7 +77,7 @@ def test_bad_dtype_and_device(kwargs: dict, message: str) -> None:
 def test_embedded_model_loads_and_answers() -> None:
     lm = load_model("smollm2-135m")
     assert lm.source == "embedded" and lm.model.config.model_type == "llama"
-    assert lm.weights_sha256 == loading_mod.sha256_file(loading_mod.embedded_gguf())
+    assert lm.weights_sha256 == loading_mod.cached_sha256(loading_mod.embedded_gguf())
     from latentbench.methods.generation import chat_text, generate
 
     gen = generate(lm, [chat_text(lm, "What is 2+3? Answer with a number.")], max_new_tokens=12)

@@ -41,7 +41,7 @@ def test_runs_program_with_scrubbed_env(backend: str, monkeypatch: pytest.Monkey
     names = eval(result.stdout.splitlines()[0])  # a list literal we printed ourselves
     assert "LATENTBENCH_TEST_SECRET" not in names and "EXTRA" in names
     assert set(names) <= {"PATH", "LANG", "HOME", "TMPDIR", "EXTRA", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                          "MKL_NUM_THREADS", "LC_CTYPE", "PWD"}
+                          "MKL_NUM_THREADS", "LC_CTYPE", "PWD", "PYTHONPATH"}
     assert result.stderr == "err\n" and result.duration_s > 0
 
 

@@ -61,29 +61,39 @@ def test_sigkill_at_random_points_then_resume_is_byte_identical(tmp_path):
     assert proc.wait(timeout=60) == 0 and len(marks) == N_EXAMPLES + 1, proc.stderr.read()
     assert validate_dataset(ref) == []
 
-    path = tmp_path / "killed"
     rng = random.Random(1234)
-    states = []
-    for _ in range(20):
-        done = len(list((path / ".journal").glob("*.lbj"))) if (path / ".journal").exists() else N_EXAMPLES
-        # Spread kills over this run's expected work; the first one lands while examples are written.
-        remaining = marks[-1 if states else -2] - (marks[done - 1] if done else 0)
-        proc = _start(path)
-        time.sleep(rng.uniform(0, remaining))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            assert proc.wait(timeout=30) == -signal.SIGKILL
-            states.append(_progress(path))
-        else:  # finished before the kill: nothing more to interrupt
-            assert proc.returncode == 0, proc.stderr.read()
-            break
+    states: list[str] = []  # where each kill landed
+    for attempt in range(4):  # a run killed after its commit point ends a sequence early: start another
+        path = tmp_path / f"killed-{attempt}"
+        _kill_repeatedly(path, marks, rng, states, want=6)
+        if not (path / "manifest.json").exists():
+            proc = _start(path)  # the restart that completes the dataset
+            assert proc.wait(timeout=60) == 0, proc.stderr.read()
+        assert not (path / ".journal").exists() and not (path / ".staging").exists()
+        assert validate_dataset(path) == []
+        assert file_hashes(path) == file_hashes(ref), f"kill states: {states}"
         if len(states) >= 6:
             break
     assert len(states) >= 5, f"only {len(states)} kills landed: {states}"
     assert len(set(states)) >= 2, f"every kill landed in the same state: {states}"
-    if not (path / "manifest.json").exists():
-        proc = _start(path)  # the restart that completes the dataset
-        assert proc.wait(timeout=60) == 0, proc.stderr.read()
-    assert not (path / ".journal").exists() and not (path / ".staging").exists()
-    assert validate_dataset(path) == []
-    assert file_hashes(path) == file_hashes(ref), f"kill states: {states}"
+
+
+def _kill_repeatedly(path: Path, marks: list[float], rng: random.Random, states: list[str], want: int) -> None:
+    """Start the writer and SIGKILL it at a random instant, again and again, until it finishes first."""
+    first = True
+    while len(states) < want:
+        done = len(list((path / ".journal").glob("*.lbj"))) if (path / ".journal").exists() else 0
+        if (path / "manifest.json").exists():
+            return
+        # Spread kills over this run's expected work; the first one lands mid-way through the examples.
+        remaining = marks[-1] - (marks[done - 1] if done else 0)
+        delay = rng.uniform(0.2, 0.6) * marks[-2] if first else rng.uniform(0, remaining)
+        first = False
+        proc = _start(path)
+        time.sleep(delay)
+        if proc.poll() is not None:  # finished before the kill: nothing more to interrupt
+            assert proc.returncode == 0, proc.stderr.read()
+            return
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        states.append(_progress(path))

@@ -100,7 +100,8 @@ def test_open_missing_or_corrupt(tmp_path, monkeypatch):
     with pytest.raises(DataNotFoundError, match="no such dataset directory"):
         open_dataset(tmp_path / "nope")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(DataNotFoundError, match="alice/ds@v1.0.0: not in the cache .* HF_HUB_OFFLINE"):
+    with pytest.raises(DataNotFoundError, match="alice/ds@v1.0.0: no such dataset directory, and as a Hub id: "
+                                                ".* not in the cache .* HF_HUB_OFFLINE"):
         open_dataset("alice/ds@v1.0.0")
     make_synthetic_dataset(tmp_path / "ds", "spd-trace", n=2)
     part = tmp_path / "ds" / "tables" / "steps" / "steps-00000-of-00001.parquet"

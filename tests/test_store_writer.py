@@ -41,6 +41,19 @@ def test_exception_inside_example_leaves_nothing(writer, tmp_path):
     assert ds.table("nodes")["example_id"].to_list() == ["b"]
 
 
+def test_empty_tables_are_readable_and_left_out_of_the_card(writer, tmp_path):
+    import datasets
+
+    with writer.example("a") as ex:
+        ex.add_rows("nodes", [_node()])
+    writer.finalize()
+    ds = open_dataset(tmp_path / "ds")
+    assert ds.table("trees").height == 0 and ds.table("kv_segments").height == 0
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert "config_name: nodes" in card and "config_name: trees" not in card  # load_dataset rejects empty splits
+    assert datasets.load_dataset(str(tmp_path / "ds"), split="test").num_rows == 1  # default config: nodes
+
+
 def test_array_indices_are_global_and_returned(writer, tmp_path):
     refs = []
     for eid in ("a", "b"):

@@ -163,11 +163,14 @@ def run(n_nodes: int, seed: int, reads: int, workdir: Path) -> dict[str, Any]:
     for dtype in DTYPES:
         tensors = [t.to(getattr(torch, dtype)) for t in base]
         raw = sum(t.numel() * t.element_size() for t in tensors)
-        runs = {f"store/{c}": (lambda c=c: bench_store(tensors, c, workdir, picks)) for c in CODECS}
-        runs["np.save"] = lambda: bench_npy(tensors, workdir, picks)
-        runs["safetensors"] = lambda: bench_safetensors(tensors, workdir, picks)
-        for fmt, fn in runs.items():
-            r = fn()
+        runs = [*(f"store/{c}" for c in CODECS), "np.save", "safetensors"]
+        for fmt in runs:
+            if fmt.startswith("store/"):
+                r = bench_store(tensors, fmt.removeprefix("store/"), workdir, picks)
+            elif fmt == "np.save":
+                r = bench_npy(tensors, workdir, picks)
+            else:
+                r = bench_safetensors(tensors, workdir, picks)
             rows.append({"dtype": dtype, "format": fmt, "raw_bytes": raw,
                          "write_MBps": round(raw / r["write_s"] / 1e6, 1), "read_MBps": round(raw / r["read_s"] / 1e6, 1),
                          "ratio": round(raw / r["bytes"], 3), **{k: round(v, 4) if isinstance(v, float) else v

@@ -176,7 +176,7 @@ class LatentTreeMethod:
         for leaf, text, new_tokens, score in zip(decoded, texts, tokens, scores, strict=True):
             leaf.text, leaf.generated_tokens = text, len(new_tokens)
             leaf.prediction = score.extracted.get("flexible", score.extracted.get("program"))
-            leaf.correct = all(score.correct.values())
+            leaf.correct = score.correct[task.primary_variant]
         return forwards
 
     def _outcome(self, example: Example, prompt: str, nodes: list[TreeNode], forwards: int, latent: int) -> Outcome:

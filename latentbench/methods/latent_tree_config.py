@@ -19,7 +19,7 @@ class LatentTreeConfig:
     branches: int = 3  # k: children per node
     latent_steps: int = 4  # m: latent steps per agent
     keep: int = 5  # K: leaves decoded and scored
-    latent_temperature: float = 0.5  # τ of the Gaussian branching noise (0 = deterministic)
+    latent_temperature: float = 2.0  # τ of the Gaussian branching noise (0 = deterministic); see docs/latent-tree.md
     realign_lambda: float = 1e-3  # ridge λ of the realignment matrix
     max_new_tokens: int = 0  # solver's text budget; 0 = the task card's
     kv_dtype: str = "model"  # dtype of saved KV; "model" keeps replay bit-exact

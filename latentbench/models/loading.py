@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from latentbench.errors import ModelLoadError, UsageError
 from latentbench.paths import cache_dir
+from latentbench.provenance import sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -54,18 +55,15 @@ class LoadedModel:
                 "architecture": self.model.config.model_type, "dtype": str(self.model.dtype).removeprefix("torch.")}
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+def cached_sha256(path: Path) -> str:
     """sha256 of a file, memoised in the cache by (path, size, mtime) so multi-GB weights hash once."""
     stat = path.stat()
     memo = cache_dir("sha256") / hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
     if memo.exists():
         return memo.read_text().strip()
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    memo.write_text(digest.hexdigest())
-    return digest.hexdigest()
+    digest = sha256_file(path)
+    memo.write_text(digest)
+    return digest
 
 
 def weights_sha256(model_dir: Path) -> str | None:
@@ -74,8 +72,8 @@ def weights_sha256(model_dir: Path) -> str | None:
     if not files:
         return None
     if len(files) == 1:
-        return sha256_file(files[0])
-    return hashlib.sha256("".join(f"{f.name}:{sha256_file(f)}\n" for f in files).encode()).hexdigest()
+        return cached_sha256(files[0])
+    return hashlib.sha256("".join(f"{f.name}:{cached_sha256(f)}\n" for f in files).encode()).hexdigest()
 
 
 def embedded_gguf(name: str = DEFAULT_MODEL) -> Path:
@@ -113,7 +111,7 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
 def embedded_model_dir(name: str = DEFAULT_MODEL) -> tuple[Path, str]:
     """The converted safetensors dir of an embedded model, and the GGUF's sha256 (its identity)."""
     gguf = embedded_gguf(name)
-    digest = sha256_file(gguf)
+    digest = cached_sha256(gguf)
     out = cache_dir("models") / f"{name}-{digest[:16]}"
     if not (out / "config.json").exists():
         _convert_gguf(gguf, out)
@@ -152,7 +150,7 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: str = "float32", device: str
     elif path.exists():
         source = "local"
         if path.is_file() and path.suffix == ".gguf":
-            model_dir, digest = cache_dir("models") / f"gguf-{sha256_file(path)[:16]}", sha256_file(path)
+            model_dir, digest = cache_dir("models") / f"gguf-{cached_sha256(path)[:16]}", cached_sha256(path)
             if not (model_dir / "config.json").exists():
                 _convert_gguf(path, model_dir)
         elif path.is_dir() and (path / "config.json").exists():

@@ -6,33 +6,21 @@ The card's YAML header maps each table to its Parquet files (``configs:``), so a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from latentbench.errors import DatasetIntegrityError, SchemaError, UsageError
-from latentbench.paths import REPO_ROOT
+from latentbench.provenance import sha256_file
 from latentbench.store.schema import KindSpec, available_kinds, load_schema
 
 MANIFEST = "manifest.json"
 CARD = "README.md"
 SEMVER = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
-_PACKAGES = ("latentbench", "numpy", "polars", "pyarrow", "zarr", "numcodecs", "jsonschema", "torch")
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
           (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def list_files(root: Path) -> list[str]:
@@ -56,40 +44,6 @@ def created_now() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     when = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def git_sha(repo: Path = REPO_ROOT) -> str | None:
-    """HEAD commit of the latentbench checkout, read from .git without running git; None if absent."""
-    git = repo / ".git"
-    try:
-        if git.is_file():  # worktree: "gitdir: <path>"
-            git = (repo / git.read_text().split(":", 1)[1].strip()).resolve()
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref:"):
-            return head
-        ref = head.split(":", 1)[1].strip()
-        common = Path((git / "commondir").read_text().strip()) if (git / "commondir").is_file() else None
-        for base in [git] + ([(git / common).resolve()] if common else []):
-            if (base / ref).is_file():
-                return (base / ref).read_text().strip()
-            packed = base / "packed-refs"
-            if packed.is_file():
-                for line in packed.read_text().splitlines():
-                    if line.endswith(" " + ref):
-                        return line.split()[0]
-    except OSError:
-        return None
-    return None
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def size_category(n: int) -> str:
@@ -190,12 +144,15 @@ def render_card(manifest: dict[str, Any], specs: list[KindSpec]) -> str:
     """README.md: Hub YAML header (configs -> parquet files, license, tags, size) and a short body."""
     import yaml
 
+    # datasets.load_dataset refuses a split with no rows, so empty tables get no config.
+    filled = [name for name, table in manifest["tables"].items() if table["rows"]]
     main_tables = [t for s in specs if s.kind == manifest["kind"] for t in s.tables]
+    default = next((t for t in main_tables if t in filled), filled[0] if filled else None)
     configs = []
-    for name, table in manifest["tables"].items():
-        entry: dict[str, Any] = {"config_name": name,
-                                 "data_files": [{"split": manifest["split"], "path": table["files"]}]}
-        if main_tables and name == main_tables[0]:
+    for name in filled:
+        entry: dict[str, Any] = {"config_name": name, "data_files": [
+            {"split": manifest["split"], "path": manifest["tables"][name]["files"]}]}
+        if name == default:
             entry["default"] = True
         configs.append(entry)
     rows = max(manifest["counts"]["tables"].values(), default=0)
@@ -213,7 +170,7 @@ def render_card(manifest: dict[str, Any], specs: list[KindSpec]) -> str:
              f"generated with `{manifest['model']['id']}` (seed {manifest['seed']}).", "",
              "```python",
              "from datasets import load_dataset",
-             f"ds = load_dataset(\"<this repo or dir>\", \"{main_tables[0] if main_tables else 'default'}\")",
+             f"ds = load_dataset(\"<this repo or dir>\", \"{default}\")" if default else "# (no rows yet)",
              "",
              "# tables as polars frames, tensors read lazily from arrays.zarr/:",
              "from latentbench.store import open_dataset",

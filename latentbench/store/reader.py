@@ -49,6 +49,12 @@ class Dataset:
         return (f"Dataset({str(self.path)!r}, kind={self.kind!r}, version={self.version!r}, "
                 f"examples={counts['examples']}, tables={counts['tables']}, arrays={counts['arrays']})")
 
+    def table_spec(self, name: str) -> TableSpec:
+        """Schema of a table: columns (with descriptions and units), key, array references."""
+        if name not in self._table_specs:
+            raise UsageError(f"{self.path}: no table {name!r} (tables: {', '.join(self.tables)})")
+        return self._table_specs[name]
+
     def table(self, name: str) -> pl.DataFrame:
         """The whole table, rows in key order, checked against its schema (every row, vectorised)."""
         import polars as pl
@@ -133,4 +139,8 @@ def open_dataset(spec: str | Path, *, array_store: Any = None) -> Dataset:
     parsed = hub.parse_hub_spec(str(spec))
     if parsed is None:
         raise DataNotFoundError(f"{spec}: no such dataset directory (nor a Hub id 'owner/name[@revision]')")
-    return Dataset(hub.cached_dataset(*parsed), array_store=array_store)
+    try:
+        local = hub.cached_dataset(*parsed)
+    except (DataNotFoundError, hub.HubError) as exc:  # could also be a mistyped local path: say both
+        raise DataNotFoundError(f"{spec}: no such dataset directory, and as a Hub id: {exc}") from None
+    return Dataset(local, array_store=array_store)

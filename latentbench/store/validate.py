@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from latentbench.errors import LatentbenchError
+from latentbench.provenance import sha256_file
 from latentbench.store.build import ARRAYS
-from latentbench.store.manifest import MANIFEST, list_files, manifest_problems, sha256_file
+from latentbench.store.manifest import MANIFEST, list_files, manifest_problems
 from latentbench.store.reader import read_parquet
 from latentbench.store.schema import KindSpec, TableSpec, check_frame, load_kind
 

@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from latentbench.errors import SchemaError, UsageError
+from latentbench.provenance import git_sha, package_versions
 from latentbench.store import build
 from latentbench.store.arrays import CODECS, DEFAULT_CHUNK_ELEMENTS, DEFAULT_CODEC, to_storage
 from latentbench.store.journal import Journal
-from latentbench.store.manifest import MANIFEST, check_info, created_now, git_sha, package_versions
+from latentbench.store.manifest import MANIFEST, check_info, created_now
 from latentbench.store.schema import ArraySpec, KindSpec, TableSpec, load_kind, to_builtin, validate_example
 
 JOURNAL = ".journal"
@@ -83,6 +84,8 @@ class DatasetWriter:
             shutil.rmtree(self.path / build.STAGING, ignore_errors=True)
             self._completed = build.finished_example_ids(self.path, self._finalized)
             return
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"{self.path}: exists and is not a directory")
         if not self._journal.exists() and self.path.exists() and any(self.path.iterdir()):
             raise UsageError(f"{self.path}: directory is not empty and holds no dataset in progress; "
                              "refusing to write into it")

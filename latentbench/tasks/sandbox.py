@@ -3,7 +3,8 @@
 Layers, outermost first:
 
 * a new session, so one ``killpg`` ends the program and everything it started;
-* rlimits (address space, CPU seconds, file size, open files, no core dumps) set by ``prlimit``;
+* rlimits (address space, CPU seconds, file size, open files, processes, no core dumps) set by
+  ``prlimit``;
 * bubblewrap when it works: read-only ``/``, a private size-capped tmpfs at ``/tmp`` (the working
   dir), fresh ``/dev`` and ``/proc``, every namespace unshared (so no network, and a pid namespace
   whose init ignores the program's signals and takes all its processes down with it), and a seccomp
@@ -26,6 +27,7 @@ import signal
 import struct
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import warnings
@@ -76,9 +78,9 @@ def run_python(source: str, *, files: Mapping[str, bytes] | None = None, stdin: 
                limits: Limits = Limits(), backend: Backend = "auto") -> RunResult:
     """Run ``source`` as ``__main__`` with this interpreter, in a sandbox.
 
-    ``files`` are placed read-only-by-convention under ``in/`` next to the program (``in/main.py``);
-    the working directory is private and deleted afterwards. ``env`` adds to a scrubbed environment
-    (PATH, LANG, HOME); nothing is inherited from the caller.
+    ``files`` go under ``in/`` next to the program (``in/main.py``; read-only under bubblewrap); the
+    working directory is private and deleted afterwards. ``env`` adds to a scrubbed environment (PATH,
+    LANG, HOME, PYTHONPATH = this interpreter's site-packages); nothing is inherited from the caller.
     """
     chosen = resolve_backend(backend)
     host_dir = Path(tempfile.mkdtemp(prefix="latentbench-sbx-"))
@@ -88,12 +90,21 @@ def run_python(source: str, *, files: Mapping[str, bytes] | None = None, stdin: 
         for name, data in {**(files or {}), "main.py": source.encode()}.items():
             (in_dir / name).write_bytes(data)
         (in_dir / ".stdin").write_bytes(stdin)
-        python = [sys.executable, "-s", "-B", "in/main.py", *args]
+        # -S: no site hooks (an editable install's finder alone costs ~60 ms per start); the
+        # interpreter's site-packages stay importable through PYTHONPATH
+        python = [sys.executable, "-S", "-B", "in/main.py", *args]
         workdir = _SANDBOX_TMP if chosen == "bwrap" else str(host_dir)
-        full_env = {**BASE_ENV, **_THREAD_ENV, "HOME": workdir, "TMPDIR": workdir, **(env or {})}
+        full_env = {**BASE_ENV, **_THREAD_ENV, "HOME": workdir, "TMPDIR": workdir, "PYTHONPATH": _site_path(),
+                    **(env or {})}
         return _run(chosen, python, host_dir, full_env, limits)
     finally:
         shutil.rmtree(host_dir, ignore_errors=True)
+
+
+@cache
+def _site_path() -> str:
+    paths = sysconfig.get_paths()
+    return os.pathsep.join(dict.fromkeys([paths["purelib"], paths["platlib"]]))
 
 
 def resolve_backend(backend: Backend = "auto") -> Literal["bwrap", "rlimits"]:
@@ -228,7 +239,7 @@ def _bwrap_argv(cmd: list[str], host_dir: Path, limits: Limits, seccomp: BinaryI
 
 
 def _rlimit_prefix(limits: Limits) -> list[str]:
-    """Limits go on through ``prlimit``'s exec, so no Python runs between fork and exec (threads-safe)."""
+    """Limits go on through ``prlimit``'s exec, so no Python runs between fork and exec (thread-safe)."""
     cpu = int(limits.timeout_s) + 2  # CPU seconds: a backstop, the wall clock normally fires first
     values = {"as": limits.memory_mb * 2**20, "cpu": f"{cpu}:{cpu + 1}", "fsize": limits.file_mb * 2**20,
               "nofile": 256, "core": 0, "nproc": _user_tasks() + 64}
@@ -237,8 +248,10 @@ def _rlimit_prefix(limits: Limits) -> list[str]:
 
 
 def _user_tasks() -> int:
-    """Threads this uid already runs: RLIMIT_NPROC counts them all, not just the sandbox's (root is exempt)."""
+    """Threads this uid already runs: RLIMIT_NPROC counts them all, not just the sandbox's."""
     uid, total = os.getuid(), 0
+    if uid == 0:  # the kernel does not apply RLIMIT_NPROC to root; seccomp covers that case
+        return 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:

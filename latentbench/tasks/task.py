@@ -36,6 +36,11 @@ class Task:
             return ("strict", "flexible")
         return ("base",) if self.card.adapter == "humaneval" else ("base", "plus")
 
+    @property
+    def primary_variant(self) -> str:
+        """The verdict a single correct/incorrect label uses: flexible for text, plus (HumanEval: base) for code."""
+        return self.variants[-1]
+
     def split(self, split: str | None) -> str:
         split = split or self.card.default_split
         if split not in self.card.splits:

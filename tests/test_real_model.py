@@ -1,0 +1,56 @@
+"""End to end on the real embedded SmolLM2-135M (marked `real_model`; runs in CI, a few minutes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from latentbench.eval.schema import validate_results
+
+pytestmark = pytest.mark.real_model
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "latentbench", *args], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.mark.parametrize("task", ["gsm8k", "medqa", "humaneval"])
+def test_cot_eval_writes_results_and_samples(task: str, tmp_path: Path) -> None:
+    cli("eval", task, "--method", "cot", "--limit", "2", "--output-path", str(tmp_path), "--log-samples",
+        "--method-arg", "max_new_tokens=48")
+    [results] = list(tmp_path.glob(f"{task}-*.json"))
+    record = json.loads(results.read_text())
+    validate_results(record)
+    assert record["model"]["source"] == "embedded" and len(record["model"]["sha256"]) == 64
+    assert record["task"]["n"] == 2 and record["cost"]["generated_tokens"] > 0
+    samples = [json.loads(line) for line in (tmp_path / record["samples_file"]).read_text().splitlines()]
+    assert len(samples) == 2 and all(s["output"].strip() for s in samples)
+
+
+def test_latent_mas_eval(tmp_path: Path) -> None:
+    cli("eval", "gsm8k", "--method", "latent-mas", "--limit", "2", "--output-path", str(tmp_path),
+        "--method-arg", "max_new_tokens=48")
+    record = json.loads(next(tmp_path.glob("gsm8k-*.json")).read_text())
+    assert record["metrics"]["latent_steps_mean"] == 12  # 3 agents x 4 latent steps
+
+
+def test_generate_validate_replay(tmp_path: Path) -> None:
+    out = tmp_path / "tree"
+    cli("generate", "gsm8k", "--limit", "1", "--output", str(out), "--agents", "2", "--branches", "2",
+        "--keep", "2", "--max-new-tokens", "40")
+    assert cli("validate", str(out)).stdout.startswith("ok: ")
+    import datasets
+    import polars as pl
+
+    nodes = datasets.load_dataset(str(out), "nodes", split="test")
+    assert nodes.num_rows == 1 + 2 + 4
+    kept = pl.DataFrame(nodes.to_dict()).filter(pl.col("kept").fill_null(False))
+    leaf = kept["node_id"][0]
+    replayed = cli("replay", str(out), "--node", str(leaf))
+    assert "matches saved text: True" in replayed.stdout
