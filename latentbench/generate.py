@@ -8,13 +8,14 @@ machines can share one job and their outputs cover the split exactly once).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from latentbench import paths
 from latentbench.errors import UsageError
 from latentbench.progress import progress
+from latentbench.request import RunRequest
 
 if TYPE_CHECKING:
     from latentbench.methods.base import Outcome
@@ -26,22 +27,12 @@ KINDS = ("latent-tree",)
 
 
 @dataclass
-class GenerateRequest:
-    task: str
+class GenerateRequest(RunRequest):
     kind: str = "latent-tree"
-    split: str | None = None
-    limit: int | None = None
-    seed: int = 0
-    model: str = "smollm2-135m"
-    dtype: str = "float32"
-    device: str = "cpu"
-    data_dir: str | None = None
     output: str | None = None  # default: data/<task>-<kind>[-shard-i-of-n]
     num_shards: int = 1
     shard_index: int = 0
-    version: str = "0.1.0"
-    method_args: dict[str, Any] = field(default_factory=dict)
-    show_progress: bool = True
+    version: str = "0.1.0"  # dataset version (semver)
 
 
 def shard(items: list, num_shards: int, shard_index: int) -> list:

@@ -1,7 +1,10 @@
 """Replay a saved latent-tree node: rebuild its path's KV cache from the shards and decode from it.
 
 A path's cache is the concatenation, along the sequence axis, of the KV positions each node on the
-path (root first) added. Under greedy decoding, replaying a kept leaf gives its saved text exactly.
+path (root first) added. A kept leaf is replayed together with the other kept leaves of its tree, in
+the batch they were decoded in at generation: the same inputs through the same batched kernels, so
+under greedy decoding the text equals the saved text exactly (a batch-1 replay could differ by float
+rounding on a near-tie). Other nodes decode alone.
 """
 
 from __future__ import annotations
@@ -67,12 +70,16 @@ def replay(dataset: str | Path, example_id: str | None, node_id: int, *, lm: Loa
     if model.get("sha256") and lm.weights_sha256 and model["sha256"] != lm.weights_sha256:
         raise DatasetIntegrityError(f"{dataset}: made with weights {model['sha256'][:12]}…, "
                                     f"but {model['id']} now has {lm.weights_sha256[:12]}…")
-    kv = torch.cat([ds.array("kv", row["kv_ref"], torch=True) for row in chain], dim=3)  # [2, L, H, seq, D]
-    cache = cache_from_kv(lm, kv[0], kv[1])
-    positions = kv.shape[3]
     row = tree.to_dicts()[0]
+    batch = sorted((n for n in nodes if n["kept"]), key=lambda n: n["node_id"]) if chain[-1]["kept"] else [chain[-1]]
+    path_kv = [torch.cat([ds.array("kv", r["kv_ref"], torch=True) for r in node_path(nodes, n["node_id"])], dim=3)
+               for n in batch]  # each [2, layers, kv_heads, seq, head_dim]
+    positions = path_kv[0].shape[3]
+    paths = Paths(cache_from_kv(lm, torch.stack(path_kv)), torch.ones(len(batch), positions, dtype=torch.long,
+                  device=lm.device), torch.empty(0))
     solver = lm.tokenizer(row["solver_prompt"], add_special_tokens=False, return_tensors="pt")["input_ids"]
-    paths = Paths(cache, torch.ones(1, positions, dtype=torch.long, device=lm.device), torch.empty(0))
-    tokens, _ = greedy_decode(lm, paths, solver.to(lm.device), row["max_new_tokens"], eos_token_ids(lm))
-    text = lm.tokenizer.decode(tokens[0], skip_special_tokens=True)
+    tokens, _ = greedy_decode(lm, paths, solver.to(lm.device).expand(len(batch), -1), row["max_new_tokens"],
+                              eos_token_ids(lm))
+    mine = [n["node_id"] for n in batch].index(node_id)
+    text = lm.tokenizer.decode(tokens[mine], skip_special_tokens=True)
     return ReplayResult(example_id, node_id, [r["node_id"] for r in chain], positions, text, chain[-1].get("text"))

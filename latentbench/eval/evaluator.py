@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +14,17 @@ from latentbench import paths, provenance
 from latentbench.eval.metrics import accuracy_metrics
 from latentbench.eval.schema import validate_results
 from latentbench.progress import progress
+from latentbench.request import RunRequest
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class EvalRequest:
-    task: str
+class EvalRequest(RunRequest):
     method: str = "cot"
-    split: str | None = None
-    limit: int | None = None
-    seed: int = 0
-    model: str = "smollm2-135m"
-    dtype: str = "float32"
-    device: str = "cpu"
-    data_dir: str | None = None
     output_path: str = "results"
     log_samples: bool = False
-    method_args: dict[str, str] = field(default_factory=dict)
     workers: int = 2  # sandbox workers for code tasks
-    show_progress: bool = True
 
 
 def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict[str, Any], Path]:

@@ -62,7 +62,12 @@ def get_method(name: str, options: dict[str, str] | None = None) -> Method:
         from latentbench.methods.latent_mas import LatentMasConfig, LatentMasMethod
 
         return LatentMasMethod(build_config(LatentMasConfig, options or {}))
+    if name == "latent-tree":
+        from latentbench.methods.latent_tree import LatentTreeMethod
+        from latentbench.methods.latent_tree_config import LatentTreeConfig
+
+        return LatentTreeMethod(build_config(LatentTreeConfig, options or {}))
     raise UsageError(f"--method {name!r} is not one of {', '.join(METHODS)}")
 
 
-METHODS = ("cot", "latent-mas")
+METHODS = ("cot", "latent-mas", "latent-tree")

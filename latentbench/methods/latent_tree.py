@@ -14,8 +14,8 @@ consensus of their siblings rank first).
 
 Branching scheme: Gaussian perturbation of each latent input, ``e + τ·‖e‖·ε/√d`` with ε ~ N(0, I),
 then back onto the input-embedding norm. τ = 0 gives plain LatentMAS; noise is drawn per node from a
-generator seeded by (seed, question id, node id), so a node's latents do not depend on batch
-composition, resume point or shard.
+generator seeded by (seed, question id, node id), so a node's noise does not depend on batch
+composition, resume point or shard (its latents do only up to float rounding of batched kernels).
 """
 
 from __future__ import annotations
@@ -33,7 +33,15 @@ from latentbench.methods.agents import agent_prompts, as_batch
 from latentbench.methods.base import Outcome
 from latentbench.methods.generation import eos_token_ids
 from latentbench.methods.latent_tree_config import LatentTreeConfig
-from latentbench.models.latent import Paths, greedy_decode, kv_slice, latent_steps, prefill, realignment
+from latentbench.models.latent import (
+    Paths,
+    Realignment,
+    greedy_decode,
+    kv_slice,
+    latent_steps,
+    prefill,
+    realignment,
+)
 
 if TYPE_CHECKING:
     from latentbench.models import LoadedModel
@@ -107,7 +115,7 @@ class LatentTreeMethod:
         for example in examples:
             yield self.grow(lm, task, example, realign)
 
-    def grow(self, lm: LoadedModel, task: Task, example: Example, realign) -> Outcome:
+    def grow(self, lm: LoadedModel, task: Task, example: Example, realign: Realignment) -> Outcome:
         cfg = self.config
         prompts = agent_prompts(lm, task, example, cfg.agents, cfg.pipeline_roles, cfg.roles)
         paths = prefill(lm, as_batch(prompts.first, 1, lm.device))
@@ -140,7 +148,7 @@ class LatentTreeMethod:
         outcome.artifacts["tree"].update(solver_prompt=prompts.solver_text, max_new_tokens=max_new)
         return outcome
 
-    def _noise(self, example: Example, node_ids: list[int], realign) -> Any:
+    def _noise(self, example: Example, node_ids: list[int], realign: Realignment) -> Any:
         cfg = self.config
         if cfg.latent_temperature == 0 or cfg.latent_steps == 0:
             return None
@@ -151,8 +159,8 @@ class LatentTreeMethod:
 
     def _kv(self, paths: Paths, row: int, start: int, end: int) -> torch.Tensor:
         keys, values = kv_slice(paths.cache, row, start, end)
-        kv = torch.stack([keys, values])  # [2, layers, kv_heads, seq, head_dim]
-        return kv.clone() if self.config.kv_dtype == "model" else kv.to(getattr(torch, self.config.kv_dtype))
+        kv = torch.stack([keys, values])  # [2, layers, kv_heads, seq, head_dim], a copy
+        return kv if self.config.kv_dtype == "model" else kv.to(getattr(torch, self.config.kv_dtype))
 
     @staticmethod
     def _score_depths(nodes: list[TreeNode]) -> None:

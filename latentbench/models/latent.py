@@ -64,9 +64,14 @@ class Paths:
         return self.mask.shape[1]
 
     def select(self, index: torch.Tensor) -> Paths:
-        """Keep/reorder/repeat paths by batch index (the cache is re-indexed, never recomputed)."""
-        self.cache.batch_select_indices(index)
-        return Paths(self.cache, self.mask[index], self.hidden[index])
+        """New paths taken by batch index (keep, reorder or repeat): a fresh cache of indexed copies, so
+        ``self`` stays valid; nothing is recomputed."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for layer_index, layer in enumerate(self.cache.layers):
+            cache.update(layer.keys[index], layer.values[index], layer_index)
+        return Paths(cache, self.mask[index], self.hidden[index])
 
     def repeat(self, k: int) -> Paths:
         """Each path becomes k identical children (siblings), in order: p0,p0,..,p1,p1,.."""
@@ -165,11 +170,12 @@ def kv_slice(cache: DynamicCache, row: int, start: int, end: int) -> tuple[torch
     return keys, values
 
 
-def cache_from_kv(lm: LoadedModel, keys: torch.Tensor, values: torch.Tensor) -> DynamicCache:
-    """A batch-1 cache from keys/values [layers, kv_heads, seq, head_dim] (replaying saved shards)."""
+def cache_from_kv(lm: LoadedModel, kv: torch.Tensor) -> DynamicCache:
+    """A cache from saved KV [batch, 2, layers, kv_heads, seq, head_dim] (replaying shards)."""
     from transformers import DynamicCache
 
+    kv = kv.to(lm.device, lm.model.dtype)
     cache = DynamicCache(config=lm.model.config)
-    for layer in range(keys.shape[0]):
-        cache.update(keys[layer][None].to(lm.device, lm.model.dtype), values[layer][None].to(lm.device, lm.model.dtype), layer)
+    for layer in range(kv.shape[2]):
+        cache.update(kv[:, 0, layer], kv[:, 1, layer], layer)
     return cache
