@@ -6,8 +6,8 @@ run the same way and cached on disk by content hash. Output comparison follows E
 exact equality, else (floats) ``np.allclose`` with the task's atol (1e-6 when it is 0), plus the
 handful of task-specific oracles EvalPlus ships for MBPP+ v0.2.0.
 
-The code that runs inside the sandbox is ``_HARNESS`` at the end of this file: a standalone script
-with only light standard-library imports, because every run pays for its start-up.
+The code that runs inside the sandbox is ``code_harness.py`` beside this file: a standalone script
+with only light standard-library imports (every run pays for its start-up), never imported here.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +35,7 @@ MIN_TIME_LIMIT_S = 1.0  # per MBPP+ input, as EvalPlus: max(1 s, 4 x the canonic
 TIME_LIMIT_FACTOR = 4.0
 MAX_INPUT_BUDGET_S = 60.0  # cap on the summed per-input limits that the wall clock allows
 EXPECTED_TIMEOUT_S = 300.0  # computing expected outputs runs trusted code over every input
-HARNESS_VERSION = "2"  # part of the expected-output cache key
+HARNESS_VERSION = "3"  # part of the expected-output cache key
 BIG_OUTPUT_BYTES = 2**20  # expected outputs over this (pickled) are recomputed in the run instead
 
 # --- problems --------------------------------------------------------------------------------------
@@ -112,8 +113,9 @@ def _text(record: dict[str, Any], key: str) -> str:
 
 
 def _task_number(task_id: str) -> int:
-    tail = task_id.rsplit("/", 1)[-1]
-    return int(tail) if tail.isdigit() else -1
+    """The MBPP task number (keys of the input and oracle tables); -1 for anything else."""
+    prefix, _, tail = task_id.partition("/")
+    return int(tail) if prefix == "Mbpp" and tail.isdigit() else -1
 
 
 def load_code_problems(path: str | os.PathLike) -> list[CodeProblem]:
@@ -232,7 +234,7 @@ def _run_harness(program: str, job: dict, wall_s: float, backend: Backend,
     files = {"program.py": program.encode(), "job.pkl": pickle.dumps(job)}
     limits = Limits(timeout_s=wall_s, output_bytes=output_bytes)
     # one hash seed for the canonical run and every candidate, so set iteration orders agree
-    result = run_python(_HARNESS, files=files, stdin=f"{token}\n".encode(),
+    result = run_python(_harness_source(), files=files, stdin=f"{token}\n".encode(),
                         env={"PYTHONHASHSEED": "0"}, limits=limits, backend=backend)
     report: dict[str, str] = {}
     for line in result.stdout.splitlines():
@@ -244,6 +246,12 @@ def _run_harness(program: str, job: dict, wall_s: float, backend: Backend,
 
 
 # --- expected outputs (MBPP+) -----------------------------------------------------------------------
+
+@cache
+def _harness_source() -> str:
+    """The standalone script the sandbox runs (a module file, so it is linted and read once)."""
+    return Path(__file__).with_name("code_harness.py").read_text()
+
 
 def problem_hash(problem: CodeProblem) -> str:
     """Content hash of everything the expected outputs depend on (stable across processes)."""
@@ -300,148 +308,3 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 # Protocol: stdin carries a random token; in/job.pkl the job; in/program.py the program. Every verdict
 # is a line "<token> <phase> <outcome>" on a private copy of stdout; the program's own stdin, stdout
 # and stderr are /dev/null. Phases stop at the first failing input (the rest cannot change the verdict).
-
-_HARNESS = r"""
-import base64, copy, math, os, pickle, signal, sys, time
-
-SET_EQ_TASKS = {2, 7, 111, 140, 232, 579, 769}  # MBPP+: the order of the returned items does not matter
-NOT_NONE_TASKS = {737, 787, 794}  # MBPP+ regex tasks: only "matched or not" counts
-
-
-class Timeout(BaseException):  # BaseException: the program's `except Exception` must not swallow it
-    pass
-
-
-def on_alarm(signum, frame):
-    raise Timeout
-
-
-def is_floats(x):
-    if isinstance(x, float):
-        return True
-    if isinstance(x, (list, tuple)) and x:
-        return all(isinstance(v, float) for v in x)
-    return type(x).__name__ == "ndarray" and str(getattr(x, "dtype", "")) in ("float32", "float64")
-
-
-def oracle_ok(task, out, exp, args, atol, exact):
-    # EvalPlus's special oracles: tasks whose reference output is one of several fair readings
-    if task in SET_EQ_TASKS:
-        return set(out) == set(exp)
-    if task in NOT_NONE_TASKS:
-        return out == exp if isinstance(out, bool) else exp == (out is not None)
-    if task == 581:  # surface_Area: "height" may also mean the perpendicular height
-        b, h = args
-        return exact or abs(out - round(b * b + 2 * b * math.sqrt((b / 2) ** 2 + h * h))) <= atol
-    if task == 558:  # digit_distance_nums: the numbers may also be zero-padded to one length
-        a, b = (str(v) for v in args)
-        a, b = a.zfill(max(len(a), len(b))), b.zfill(max(len(a), len(b)))
-        return exact or out == sum(abs(int(x) - int(y)) for x, y in zip(a, b))
-    return exact
-
-
-def matches(out, exp, args, atol, task):
-    exact = oracle_ok(task, out, exp, args, atol, bool(out == exp))
-    tol = 1e-6 if atol == 0 and is_floats(exp) else atol
-    if exact or tol == 0:
-        return exact
-    if type(out) is not type(exp) or (isinstance(exp, (list, tuple)) and len(out) != len(exp)):
-        return False
-    import numpy as np
-    return bool(np.allclose(out, exp, rtol=1e-7, atol=tol))
-
-
-def why(err):
-    if isinstance(err, Timeout):
-        return "timeout"
-    text = str(err).splitlines()[0][:80] if str(err) else ""
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-def call_reference(fn, args, task):
-    out = fn(*copy.deepcopy(args))  # the reference may mutate its arguments
-    return out is not None if task in NOT_NONE_TASKS else out
-
-
-def run_phase(fn, job, phase, reference):
-    inputs, expected, limits, recompute = job[phase]
-    for i, (args, exp, limit) in enumerate(zip(inputs, expected, limits)):
-        if i in recompute:  # too big to ship: the reference runs here, outside the time limit
-            exp = call_reference(reference, args, job["oracle"])
-        try:
-            signal.setitimer(signal.ITIMER_REAL, limit)
-            ok = matches(fn(*args), exp, args, job["atol"], job["oracle"])
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        except BaseException as err:  # anything the program raises fails this input
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            return f"fail input {i}: {why(err)}"
-        if not ok:
-            return f"fail input {i}: wrong output"
-    return "pass"
-
-
-def expected_phase(fn, job, phase):
-    outputs, times, recompute = [], [], []
-    for i, args in enumerate(job[phase][0]):
-        start = time.perf_counter()
-        out = call_reference(fn, args, job["oracle"])
-        times.append(time.perf_counter() - start)
-        if len(pickle.dumps(out)) > job["big"]:
-            out = None
-            recompute.append(i)
-        outputs.append(out)
-    return {phase: outputs, phase + "_time": times, phase + "_recompute": recompute}
-
-
-def load(source, filename, entry_point=None):
-    namespace = {"__name__": "__solution__"}  # not __main__: the program's main guard stays off
-    exec(compile(source, filename, "exec"), namespace)
-    return namespace[entry_point] if entry_point else namespace
-
-
-def main():
-    token = sys.stdin.readline().strip()
-    write, channel = os.write, os.dup(1)
-
-    def report(phase, outcome):
-        write(channel, f"{token} {phase} {outcome}\n".encode())
-
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    with open("in/job.pkl", "rb") as f:
-        job = pickle.load(f)
-    signal.signal(signal.SIGALRM, on_alarm)
-    # the reference loads before the program can patch shared modules
-    reference = load(job["reference"], "reference.py", job["entry_point"]) if job.get("reference") else None
-    try:
-        with open("in/program.py", encoding="utf-8") as f:
-            namespace = load(f.read(), "program.py")
-        if job["mode"] == "humaneval":
-            exec(compile(job["test"], "test.py", "exec"), namespace)
-        fn = namespace[job["entry_point"]]
-    except BaseException as err:
-        report("load", "fail " + why(err))
-        os._exit(0)
-    if job["mode"] == "humaneval":
-        try:
-            namespace["check"](fn)
-            report("base", "pass")
-        except BaseException as err:
-            report("base", "fail " + why(err))
-    elif job["mode"] == "expected":
-        try:
-            result = {**expected_phase(fn, job, "base"), **expected_phase(fn, job, "plus")}
-            report("expected", base64.b64encode(pickle.dumps(result)).decode())
-        except BaseException as err:
-            report("error", why(err))
-    elif (outcome := run_phase(fn, job, "base", reference)) == "pass":
-        report("base", "pass")
-        report("plus", run_phase(fn, job, "plus", reference))
-    else:
-        report("base", outcome)
-    os._exit(0)  # skip the program's atexit hooks and non-daemon threads
-
-
-main()
-"""
