@@ -8,13 +8,17 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentbench import paths, provenance
 from latentbench.eval.metrics import accuracy_metrics
 from latentbench.eval.schema import validate_results
 from latentbench.progress import progress
 from latentbench.request import RunRequest
+
+if TYPE_CHECKING:
+    from latentbench.methods.base import Outcome
+    from latentbench.tasks import Score
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +61,8 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
     scoring_s = time.perf_counter() - t_score
     wall_s = time.perf_counter() - t0
 
-    verdicts: list[dict[str, list[bool]]] = []
-    cursor = 0
-    for o in outcomes:
-        mine = scores[cursor:cursor + len(o.outputs)]
-        cursor += len(o.outputs)
-        verdicts.append({v: [s.correct[v] for s in mine] for v in task.variants})
-    metrics = accuracy_metrics(verdicts, task.variants, code=task.card.answer_kind == "code")
+    metrics = _metrics(task, outcomes, scores)
     latent = sum(o.latent_steps for o in outcomes)
-    budgets = [o.latent_budget for o in outcomes if o.latent_budget]
-    metrics["latent_steps_mean"] = latent / len(outcomes) if outcomes else 0.0
-    metrics["latent_budget_usage"] = (latent / sum(budgets)) if budgets else None
-    metrics["acceptance_rate"] = None  # filled by speculative-decoding methods
     tokens = sum(o.generated_tokens for o in outcomes)
     record = {
         "schema_version": "results.v1",
@@ -87,18 +81,34 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
     return _write(req, record, outcomes, scores)
 
 
-def _forward_passes(outcomes: list) -> int:
+def _metrics(task: Any, outcomes: list[Outcome], scores: list[Score]) -> dict[str, float | None]:
+    """Accuracy or pass@k from every sample's verdicts (``scores`` is flat, outcome by outcome), plus the
+    latent-budget metrics every method reports."""
+    verdicts: list[dict[str, list[bool]]] = []
+    cursor = 0
+    for o in outcomes:
+        mine = scores[cursor:cursor + len(o.outputs)]
+        cursor += len(o.outputs)
+        verdicts.append({v: [s.correct[v] for s in mine] for v in task.variants})
+    metrics: dict[str, float | None] = dict(accuracy_metrics(verdicts, task.variants, task.card.answer_kind == "code"))
+    latent = sum(o.latent_steps for o in outcomes)
+    budgets = [o.latent_budget for o in outcomes if o.latent_budget]
+    metrics["latent_steps_mean"] = latent / len(outcomes) if outcomes else 0.0
+    metrics["latent_budget_usage"] = (latent / sum(budgets)) if budgets else None
+    metrics["acceptance_rate"] = None  # filled by speculative-decoding methods
+    return metrics
+
+
+def _forward_passes(outcomes: list[Outcome]) -> int:
     """A batched forward serves several examples: count each batch's calls once (outcomes of a batch share
     the same ``artifacts['batch']`` id when a method batches; otherwise they add up)."""
-    seen: dict[Any, int] = {}
+    seen: set[Any] = set()
     total = 0
     for o in outcomes:
         batch = o.artifacts.get("batch")
-        if batch is None:
+        if batch is None or batch not in seen:
             total += o.forward_passes
-        elif batch not in seen:
-            seen[batch] = o.forward_passes
-            total += o.forward_passes
+            seen.add(batch)
     return total
 
 
