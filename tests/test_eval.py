@@ -102,3 +102,13 @@ def test_schema_rejects_a_bad_record(lm, tmp_path: Path) -> None:
         validate_results(bad)
     with pytest.raises(SchemaError, match="seed"):
         validate_results({k: v for k, v in record.items() if k != "seed"})
+
+
+def test_latent_tree_as_an_eval_method(lm, tmp_path: Path) -> None:
+    """eval --method latent-tree scores the tree's majority answer; its latent positions are the whole tree's."""
+    req = EvalRequest(task="gsm8k", method="latent-tree", limit=2, output_path=str(tmp_path), show_progress=False,
+                      method_args={"agents": "2", "branches": "2", "latent_steps": "2", "keep": "2",
+                                   "max_new_tokens": "3"})
+    record, _ = evaluate(req, lm=lm)
+    assert record["cost"]["latent_steps"] == 2 * 2 * (2 + 4)
+    assert record["method"]["config"]["branches"] == 2
