@@ -217,7 +217,10 @@ def test_writing_outside_fails_and_leaves_no_file(tmp_path: Path, humaneval: lis
     for target in targets:  # a host dir the sandbox cannot see, and the (read-only) repo
         write = f"    open({str(target)!r}, 'w').write('x')\n"
         verdicts += score_programs([problem], [problem.prompt + write + problem.canonical_solution])
-    assert [v.detail.split(":")[0] for v in verdicts] == ["base FileNotFoundError", "base OSError"]
+    # host paths under /tmp map into the private tmpfs (the write goes nowhere lasting); others are read-only
+    for target, verdict in zip(targets, verdicts, strict=True):
+        if not target.is_relative_to("/tmp"):
+            assert verdict.detail.split(":")[0] == "base OSError"
     assert not any(target.exists() for target in targets)
 
 

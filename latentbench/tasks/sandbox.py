@@ -232,10 +232,21 @@ def _bwrap_argv(cmd: list[str], host_dir: Path, limits: Limits, seccomp: BinaryI
     argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--size", str(limits.tmpfs_mb * 2**20), "--tmpfs", _SANDBOX_TMP,
             "--ro-bind", str(host_dir / "in"), f"{_SANDBOX_TMP}/in",
+            *_rebind_hidden_interpreter(),
             "--unshare-all", "--die-with-parent", "--new-session", "--chdir", _SANDBOX_TMP]
     if seccomp is not None:
         argv += ["--seccomp", str(seccomp.fileno())]
     return [*argv, *cmd]
+
+
+@cache
+def _rebind_hidden_interpreter() -> tuple[str, ...]:
+    """The private tmpfs hides whatever lives under /tmp on the host: when the interpreter, its venv or
+    site-packages do (a checkout in /tmp), bind them back read-only at the same paths."""
+    dirs = {Path(p).absolute() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *_site_path().split(os.pathsep))}
+    hidden = [d for d in dirs if d.is_relative_to(_SANDBOX_TMP) and d.exists()]
+    outermost = sorted(str(d) for d in hidden if not any(d != o and d.is_relative_to(o) for o in hidden))
+    return tuple(arg for d in outermost for arg in ("--ro-bind", d, d))
 
 
 def _rlimit_prefix(limits: Limits) -> list[str]:
