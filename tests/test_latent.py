@@ -115,3 +115,17 @@ def test_same_seed_same_tree_other_seed_differs(lm, gsm8k_examples) -> None:
 
     assert torch.equal(leaves(0), leaves(0))
     assert not torch.allclose(leaves(0), leaves(1))
+
+
+def test_gpqa_question_text_stays_out_of_the_tree(lm) -> None:
+    """GPQA's authors ask that its questions never appear in plain text online (the card's publish_text)."""
+    import os
+
+    task = get_task("gpqa")
+    example = task.examples(limit=1, data_dir=Path(os.environ["LATENTBENCH_DATA_DIR"]))[0]
+    cfg = LatentTreeConfig(agents=1, branches=1, latent_steps=1, keep=1, max_new_tokens=1)
+    tree = next(LatentTreeMethod(cfg).run(lm, task, [example])).artifacts["tree"]
+    assert tree["question"] is None and not task.card.publish_text
+    gsm = get_task("gsm8k")
+    gsm_example = gsm.examples(limit=1, data_dir=Path(os.environ["LATENTBENCH_DATA_DIR"]))[0]
+    assert next(LatentTreeMethod(cfg).run(lm, gsm, [gsm_example])).artifacts["tree"]["question"] == gsm_example.question

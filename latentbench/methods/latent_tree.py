@@ -145,7 +145,8 @@ class LatentTreeMethod:
         forwards += self._decode_kept(lm, task, example, paths, frontier, prompts.solver, max_new)
         assign_values(nodes)
         outcome = self._outcome(example, prompts.first_text, nodes, forwards, latent_total)
-        outcome.artifacts["tree"].update(solver_prompt=prompts.solver_text, max_new_tokens=max_new)
+        outcome.artifacts["tree"].update(solver_prompt=prompts.solver_text, max_new_tokens=max_new,
+                                         question=example.question if task.card.publish_text else None)
         return outcome
 
     def _noise(self, example: Example, node_ids: list[int], realign: Realignment) -> Any:
@@ -192,7 +193,7 @@ class LatentTreeMethod:
         votes = Counter(n.prediction for n in decoded if n.prediction is not None)
         best = votes.most_common(1)[0][0] if votes else None  # majority; ties -> most consistent
         winner = next((n for n in decoded if n.prediction == best), decoded[0])
-        tree = {"question_id": example.id.rsplit("/", 1)[-1], "question": example.question, "gold": example.gold,
+        tree = {"question_id": example.id.rsplit("/", 1)[-1], "gold": example.gold,
                 "config": json.dumps(asdict(self.config), sort_keys=True), "n_agents": self.config.agents,
                 "branching": self.config.branches, "top_k": self.config.keep, "n_nodes": len(nodes),
                 "n_leaves": len(decoded), "n_correct": sum(bool(n.correct) for n in decoded),

@@ -34,6 +34,7 @@ class TaskCard:
     fields: dict[str, Any]
     prompt: str
     max_new_tokens: int = 256
+    publish_text: bool = True  # False (GPQA): question text stays out of generated datasets
     path: Path | None = field(default=None, compare=False)
 
     @classmethod
@@ -60,4 +61,5 @@ class TaskCard:
             raise DataFormatError(f"{path}: default_split {raw['default_split']!r} is not among splits")
         known = {k: raw[k] for k in REQUIRED if k != "splits"}
         return cls(**known, splits=splits, description=raw.get("description", ""),
-                   max_new_tokens=int(raw.get("max_new_tokens", 256)), path=path)
+                   max_new_tokens=int(raw.get("max_new_tokens", 256)),
+                   publish_text=bool(raw.get("publish_text", True)), path=path)
