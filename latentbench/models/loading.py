@@ -161,7 +161,7 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: str = "float32", device: str
         raise ModelLoadError(f"--model {spec}: no such path, not an embedded model ({', '.join(EMBEDDED)}) "
                              "and not a Hub id of the form owner/name")
     else:
-        model_dir, digest, source = _hub_snapshot(spec), None, "hub"
+        model_dir, source = _hub_snapshot(spec), "hub"
         digest = weights_sha256(model_dir)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
