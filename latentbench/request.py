@@ -1,20 +1,32 @@
-"""What every run (eval, generate) is given: which questions, which model, where the data is."""
+"""What every run (eval, generate) is given: which questions, which method, which model, where the data is."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from latentbench.models.loading import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from latentbench.methods.base import Method
 
 
 @dataclass
 class RunRequest:
     task: str
+    method: str = "cot"  # a name in latentbench.methods.METHODS
     split: str | None = None  # None: the task card's default split
     limit: int | None = None  # the first N questions
-    seed: int = 0
-    model: str = "smollm2-135m"  # embedded name, Hub id or local path
+    seed: int = 0  # the run's one seed: torch, and every config with a ``seed`` field
+    model: str = DEFAULT_MODEL  # embedded name, Hub id or local path
     dtype: str = "float32"
     device: str = "cpu"
     data_dir: str | None = None  # offline data; None: $LATENTBENCH_DATA_DIR, else the Hub
-    method_args: dict[str, Any] = field(default_factory=dict)  # method config overrides
+    method_args: dict[str, Any] = field(default_factory=dict)  # method config field -> raw or typed value
+    method_sources: dict[str, str] = field(default_factory=dict)  # field -> how the user wrote it (errors)
     show_progress: bool = True
+
+    def make_method(self) -> Method:
+        from latentbench.methods.base import make_method
+
+        return make_method(self.method, self.method_args, self.method_sources, seed=self.seed)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from latentbench.generate import GenerateRequest, generate, shard
+from latentbench.methods.latent_tree.record import replay
 from latentbench.models import tiny_model
-from latentbench.replay import replay
 from latentbench.store import open_dataset
 from latentbench.store.journal import _SUFFIX as JOURNAL_SUFFIX
 

@@ -15,8 +15,8 @@ import typer
 import zarr
 from typer.testing import CliRunner
 
+from latentbench.cli.store import register
 from latentbench.errors import LatentbenchError
-from latentbench.store.commands import register
 from latentbench.store.synthetic import make_synthetic_dataset
 from latentbench.store.testing import file_hashes
 

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from latentbench.methods.agents import AgentPrompts, agent_prompts, as_batch
-from latentbench.methods.latent_tree import LatentTreeMethod, TreeNode
-from latentbench.methods.latent_tree_config import LatentTreeConfig
+from latentbench.methods.latent_tree.config import LatentTreeConfig
+from latentbench.methods.latent_tree.method import LatentTreeMethod, TreeNode
 from latentbench.models.latent import (
     Paths,
     Realignment,

@@ -6,12 +6,13 @@ import json
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from latentbench import paths, provenance
-from latentbench.eval.metrics import accuracy_metrics
+from latentbench.config import config_dict
+from latentbench.eval.metrics import accuracy_metrics, mean_method_metrics
 from latentbench.eval.schema import validate_results
 from latentbench.progress import progress
 from latentbench.request import RunRequest
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalRequest(RunRequest):
-    method: str = "cot"
     output_path: str = "results"
     log_samples: bool = False
     workers: int = 2  # sandbox workers for code tasks
@@ -36,13 +36,12 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
     ``lm`` (a loaded model) and ``method`` (a Method instance) override ``req.model`` / ``req.method``."""
     import torch
 
-    from latentbench.methods.base import get_method
     from latentbench.models import load_model
     from latentbench.tasks import get_task
 
     started = provenance.now()
     task = get_task(req.task)
-    method = method or get_method(req.method, req.method_args)
+    method = method or req.make_method()
     data_dir = paths.data_dir(req.data_dir)
     split = task.split(req.split)
     examples = task.examples(split, limit=req.limit, data_dir=data_dir)
@@ -65,13 +64,13 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
     latent = sum(o.latent_steps for o in outcomes)
     tokens = sum(o.generated_tokens for o in outcomes)
     record = {
-        "schema_version": "results.v1",
+        "schema_version": "results.v2",
         "task": {"name": task.name, "split": split, "n": len(outcomes), "answer_kind": task.card.answer_kind,
                  "data_source": str(data_dir) if data_dir else "hub"},
-        "method": {"name": method.name, "config": asdict(method.config)},
+        "method": {"name": method.name, "config": config_dict(method.config)},
         "model": {**lm.describe(), "device": str(lm.device)},
         "seed": req.seed, "limit": req.limit, "leaderboard_eligible": req.limit is None,
-        "metrics": metrics,
+        "metrics": metrics, "method_metrics": mean_method_metrics([o.metrics for o in outcomes]),
         "cost": {"generated_tokens": tokens, "generated_tokens_mean": tokens / max(len(outcomes), 1),
                  "forward_passes": _forward_passes(outcomes), "latent_steps": latent,
                  "wall_time_s": round(wall_s, 3), "model_load_s": round(load_s, 3), "scoring_s": round(scoring_s, 3)},
@@ -83,7 +82,7 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
 
 def _metrics(task: Any, outcomes: list[Outcome], scores: list[Score]) -> dict[str, float | None]:
     """Accuracy or pass@k from every sample's verdicts (``scores`` is flat, outcome by outcome), plus the
-    latent-budget metrics every method reports."""
+    latent-budget metrics every method reports (from the Outcome fields)."""
     verdicts: list[dict[str, list[bool]]] = []
     cursor = 0
     for o in outcomes:
@@ -95,7 +94,6 @@ def _metrics(task: Any, outcomes: list[Outcome], scores: list[Score]) -> dict[st
     budgets = [o.latent_budget for o in outcomes if o.latent_budget]
     metrics["latent_steps_mean"] = latent / len(outcomes) if outcomes else 0.0
     metrics["latent_budget_usage"] = (latent / sum(budgets)) if budgets else None
-    metrics["acceptance_rate"] = None  # filled by speculative-decoding methods
     return metrics
 
 
@@ -116,7 +114,7 @@ def _write(req: EvalRequest, record: dict[str, Any], outcomes: list, scores: lis
     out_dir = Path(req.output_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(req.model).name if "/" in req.model else req.model)
-    stem = f"{record['task']['name']}-{record['task']['split']}-{req.method}-{model_slug}-" \
+    stem = f"{record['task']['name']}-{record['task']['split']}-{record['method']['name']}-{model_slug}-" \
            f"{record['started_at'].replace(':', '').replace('-', '')[:15]}"
     if req.log_samples:
         samples = out_dir / f"samples-{stem}.jsonl"
@@ -129,7 +127,7 @@ def _write(req: EvalRequest, record: dict[str, Any], outcomes: list, scores: lis
                     fh.write(json.dumps({"id": o.example.id, "sample": i, "prompt": o.prompt, "output": text,
                                          "extracted": s.extracted, "gold": o.example.gold, "correct": s.correct,
                                          "detail": s.detail, "generated_tokens": o.generated_tokens,
-                                         "latent_steps": o.latent_steps}) + "\n")
+                                         "latent_steps": o.latent_steps, "metrics": o.metrics}) + "\n")
         record["samples_file"] = samples.name
     validate_results(record)
     path = out_dir / f"{stem}.json"

@@ -27,3 +27,12 @@ def accuracy_metrics(verdicts: Sequence[dict[str, list[bool]]], variants: Sequen
             values = [pass_at_k(len(v[variant]), sum(v[variant]), k) for v in verdicts]
             metrics[f"pass@{k}_{variant}"] = float(np.mean(values))
     return metrics
+
+
+def mean_method_metrics(per_outcome: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each method-specific metric averaged over the outcomes that report it."""
+    sums: dict[str, list[float]] = {}
+    for metrics in per_outcome:
+        for name, value in metrics.items():
+            sums.setdefault(name, []).append(float(value))
+    return {name: float(np.mean(values)) for name, values in sorted(sums.items())}

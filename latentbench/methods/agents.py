@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from latentbench.config import ConfigError
+
 if TYPE_CHECKING:
     import torch
 
@@ -24,7 +26,22 @@ DEFAULT_ROLES: dict[str, str] = {
     "solver": "You are the solver. Using the reasoning above, solve the problem and state the final "
               "answer exactly in the requested format.",
 }
-DEFAULT_PIPELINE = ("planner", "critic", "refiner")
+DEFAULT_PIPELINE = "planner,critic,refiner"
+
+
+def pipeline_roles(pipeline: str) -> tuple[str, ...]:
+    """``"planner,critic"`` -> ("planner", "critic")."""
+    return tuple(r.strip() for r in pipeline.split(",") if r.strip())
+
+
+def check_roles(pipeline: str, roles: dict[str, str]) -> None:
+    """Every role of the pipeline, and the solver, needs a prompt in ``roles``."""
+    if not pipeline_roles(pipeline):
+        raise ConfigError("pipeline", "names no role (expected e.g. planner,critic,refiner)")
+    missing = [r for r in [*pipeline_roles(pipeline), "solver"] if r not in roles]
+    if missing:
+        raise ConfigError("pipeline", f"no prompt for role(s) {', '.join(missing)} "
+                                      f"(roles has {', '.join(roles)}; add them with roles)")
 
 
 @dataclass

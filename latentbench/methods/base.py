@@ -1,16 +1,18 @@
-"""What every method shares: the ``Outcome`` it yields per example, the ``Method`` protocol, the registry."""
+"""What every method shares: the ``Outcome`` it yields per example, the ``Method`` protocol, and how a
+method is built from raw config values (the CLI's flags, ``--method-arg``, a YAML file)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from latentbench.config import build_config, config_fields
 from latentbench.errors import UsageError
 
 if TYPE_CHECKING:
     from latentbench.models import LoadedModel
+    from latentbench.store import Dataset, ExampleWriter
     from latentbench.tasks import Example, Task
 
 
@@ -25,49 +27,44 @@ class Outcome:
     forward_passes: int  # model forward calls that served this example (batched calls count once each)
     latent_steps: int = 0  # latent (non-text) positions this example used
     latent_budget: int | None = None  # latent positions it was allowed (None: no budget)
-    artifacts: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # method-specific, averaged by the evaluator
+    artifacts: dict[str, Any] = field(default_factory=dict)  # what ``Method.write`` saves
 
 
 class Method(Protocol):
-    name: str
-    config: Any  # the method's config dataclass: the one source of its defaults
+    """A method: ``run`` turns examples into outcomes. One that saves datasets also names the kinds it
+    writes (``dataset_kinds``: kind -> extra kinds written beside it) and writes one outcome with
+    ``write``; ``summarize`` (optional) describes a finished dataset in one line."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+    dataset_kinds: ClassVar[dict[str, tuple[str, ...]]]
+    config: Any
 
     def run(self, lm: LoadedModel, task: Task, examples: list[Example]) -> Iterator[Outcome]: ...
 
+    def write(self, ex: ExampleWriter, outcome: Outcome, kind: str) -> None: ...
 
-def build_config(config_cls: type, options: dict[str, str]) -> Any:
-    """A config dataclass from ``key=value`` strings (the CLI's ``--method-arg``), typed by its fields."""
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    values: dict[str, Any] = {}
-    for key, raw in options.items():
-        name = key.replace("-", "_")
-        if name not in fields:
-            raise UsageError(f"--method-arg {key}: unknown option; {config_cls.__name__} has {', '.join(fields)}")
-        default = fields[name].default
-        kind = type(default) if default is not dataclasses.MISSING and default is not None else str
-        try:
-            values[name] = (raw.lower() in ("1", "true", "yes")) if kind is bool else kind(raw)
-        except ValueError as err:
-            raise UsageError(f"--method-arg {key}={raw}: expected a {kind.__name__}") from err
-    return config_cls(**values)
+    def summarize(self, dataset: Dataset) -> str: ...
 
 
-def get_method(name: str, options: dict[str, str] | None = None) -> Method:
-    """Instantiate a method by name; imports are lazy so the CLI starts fast."""
-    if name == "cot":
-        from latentbench.methods.cot import CotConfig, CotMethod
-
-        return CotMethod(build_config(CotConfig, options or {}))
-    if name == "latent-mas":
-        from latentbench.methods.latent_mas import LatentMasConfig, LatentMasMethod
-
-        return LatentMasMethod(build_config(LatentMasConfig, options or {}))
-    if name == "latent-tree":
-        from latentbench.methods.latent_tree import LatentTreeMethod
-        from latentbench.methods.latent_tree_config import LatentTreeConfig
-
-        return LatentTreeMethod(build_config(LatentTreeConfig, options or {}))
-    raise UsageError(f"--method {name!r} is not one of {', '.join(METHODS)}")
+def make_config(config_class: type, values: dict[str, Any], sources: dict[str, str] | None = None,
+                seed: int | None = None) -> Any:
+    """The config from raw values; the run's ``seed`` fills a ``seed`` field (one seed per run)."""
+    values = dict(values)
+    if seed is not None and any(f.name == "seed" for f in config_fields(config_class)):
+        given = values.get("seed")
+        if given is not None and str(given) != str(seed):
+            where = (sources or {}).get("seed", "seed")
+            raise UsageError(f"{where}: the run's seed is set with --seed (got --seed {seed})")
+        values["seed"] = seed
+    return build_config(config_class, values, sources)
 
 
-METHODS = ("cot", "latent-mas", "latent-tree")
+def make_method(name: str, values: dict[str, Any] | None = None, sources: dict[str, str] | None = None,
+                seed: int | None = None) -> Method:
+    """A registered method with its config built from raw values."""
+    from latentbench.methods import method_class
+
+    cls = method_class(name)
+    return cls(make_config(cls.config_class, values or {}, sources, seed))

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from latentbench.errors import UsageError
+from latentbench.config import ConfigError, option
 from latentbench.methods.base import Outcome
 from latentbench.methods.generation import chat_text, generate
 
@@ -17,22 +17,29 @@ if TYPE_CHECKING:
 
 @dataclass
 class CotConfig:
-    max_new_tokens: int = 0  # 0: the task card's max_new_tokens
-    batch_size: int = 8  # prompts per batched generate call
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    num_samples: int = 1  # > 1 samples per question (needs temperature > 0) for pass@k
-    system_prompt: str = ""  # empty: the chat template's default
+    max_new_tokens: int = option(0, "Text budget per answer (0: the task card's).")
+    batch_size: int = option(8, "Prompts per batched generate call.")
+    temperature: float = option(0.0, "Sampling temperature (0: greedy).")
+    top_p: float = option(1.0, "Nucleus sampling mass (with temperature > 0).")
+    num_samples: int = option(1, "Samples per question for pass@k (> 1 needs temperature > 0).")
+    system_prompt: str = option("", "System prompt (empty: the chat template's default).")
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.num_samples < 1 or self.max_new_tokens < 0:
-            raise UsageError("cot: batch_size and num_samples must be >= 1, max_new_tokens >= 0")
+        for name in ("batch_size", "num_samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, "must be >= 1")
+        if self.max_new_tokens < 0:
+            raise ConfigError("max_new_tokens", "must be >= 0")
         if self.num_samples > 1 and self.temperature <= 0:
-            raise UsageError("cot: num_samples > 1 needs temperature > 0 (greedy samples are identical)")
+            raise ConfigError("num_samples", "> 1 needs temperature > 0 (greedy samples are identical)")
 
 
 class CotMethod:
+    """Plain text chain of thought: one chat turn, the model writes its reasoning and answer."""
+
     name = "cot"
+    config_class = CotConfig
+    dataset_kinds: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, config: CotConfig) -> None:
         self.config = config

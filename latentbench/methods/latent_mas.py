@@ -9,14 +9,19 @@ the attention mask) instead of across siblings.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from latentbench.errors import UsageError
-from latentbench.methods.agents import DEFAULT_ROLES, agent_prompts
+from latentbench.config import ConfigError, option
+from latentbench.methods.agents import (
+    DEFAULT_PIPELINE,
+    DEFAULT_ROLES,
+    agent_prompts,
+    check_roles,
+    pipeline_roles,
+)
 from latentbench.methods.base import Outcome
 from latentbench.methods.generation import eos_token_ids
-from latentbench.models.latent import greedy_decode, latent_steps, pad_left, prefill, realignment
 
 if TYPE_CHECKING:
     from latentbench.models import LoadedModel
@@ -25,30 +30,40 @@ if TYPE_CHECKING:
 
 @dataclass
 class LatentMasConfig:
-    agents: int = 3  # latent agents before the solver
-    latent_steps: int = 4  # m: latent steps per agent
-    realign_lambda: float = 1e-3
-    max_new_tokens: int = 0  # 0 = the task card's
-    batch_size: int = 8  # questions per batched forward
-    pipeline: str = "planner,critic,refiner"
-    roles: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
+    agents: int = option(3, "Latent agents before the solver.")
+    latent_steps: int = option(4, "m: latent steps per agent.")
+    realign_lambda: float = option(1e-3, "Ridge λ of the realignment matrix.")
+    max_new_tokens: int = option(0, "Solver's text budget (0: the task card's).")
+    batch_size: int = option(8, "Questions per batched forward.")
+    pipeline: str = option(DEFAULT_PIPELINE, "Roles of the latent agents, comma-separated, cycled.")
+    roles: dict[str, str] = option(help="Role name -> prompt (the solver's included).", factory=lambda: dict(DEFAULT_ROLES))
 
     def __post_init__(self) -> None:
-        if self.agents < 1 or self.latent_steps < 0 or self.batch_size < 1:
-            raise UsageError("latent-mas: agents and batch_size must be >= 1, latent_steps >= 0")
+        for name in ("agents", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, "must be >= 1")
+        if self.latent_steps < 0:
+            raise ConfigError("latent_steps", "must be >= 0")
+        check_roles(self.pipeline, self.roles)
 
     @property
     def pipeline_roles(self) -> tuple[str, ...]:
-        return tuple(r.strip() for r in self.pipeline.split(",") if r.strip())
+        return pipeline_roles(self.pipeline)
 
 
 class LatentMasMethod:
+    """Role agents think in latent space and hand their KV cache on; the solver writes the answer."""
+
     name = "latent-mas"
+    config_class = LatentMasConfig
+    dataset_kinds: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, config: LatentMasConfig) -> None:
         self.config = config
 
     def run(self, lm: LoadedModel, task: Task, examples: list[Example]) -> Iterator[Outcome]:
+        from latentbench.models.latent import greedy_decode, latent_steps, pad_left, prefill, realignment
+
         cfg = self.config
         realign = realignment(lm, cfg.realign_lambda)
         pad, eos = lm.tokenizer.pad_token_id, eos_token_ids(lm)

@@ -10,6 +10,8 @@ attention mask, so siblings of a tree level, or several questions, advance in on
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -78,12 +80,27 @@ class Paths:
         return self.select(torch.arange(self.mask.shape[0], device=self.mask.device).repeat_interleave(k))
 
 
+@functools.cache
+def _cache_kwarg(model_class: type) -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` (5.2x); use whichever this version takes."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+@dataclass
+class _Step:
+    cache: DynamicCache
+    last_hidden: torch.Tensor  # [batch, hidden] at the last new position
+
+
 def _forward(lm: LoadedModel, paths_cache: DynamicCache | None, mask: torch.Tensor, *,
-             input_ids: torch.Tensor | None = None, embeds: torch.Tensor | None = None):
+             input_ids: torch.Tensor | None = None, embeds: torch.Tensor | None = None) -> _Step:
     new = (input_ids if input_ids is not None else embeds).shape[1]
     positions = (mask.long().cumsum(-1) - 1).clamp_min(0)[:, -new:]
-    return lm.model.base_model(input_ids=input_ids, inputs_embeds=embeds, attention_mask=mask,
-                               position_ids=positions, past_key_values=paths_cache, use_cache=True)
+    base = lm.model.base_model
+    out = base(input_ids=input_ids, inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+               use_cache=True, **{_cache_kwarg(type(base)): paths_cache})
+    cache = out["cache"] if "cache" in out else out["past_key_values"]
+    return _Step(cache, out.last_hidden_state[:, -1])
 
 
 @torch.inference_mode()
@@ -96,7 +113,7 @@ def prefill(lm: LoadedModel, input_ids: torch.Tensor, mask: torch.Tensor | None 
     full = ones if paths is None else torch.cat([paths.mask, ones], dim=1)
     cache = DynamicCache(config=lm.model.config) if paths is None else paths.cache
     out = _forward(lm, cache, full, input_ids=input_ids)
-    return Paths(out.past_key_values, full, out.last_hidden_state[:, -1])
+    return Paths(out.cache, full, out.last_hidden)
 
 
 NoiseFn = Callable[[int], torch.Tensor | None]  # step -> [batch, hidden] perturbation, or None
@@ -116,7 +133,7 @@ def latent_steps(lm: LoadedModel, paths: Paths, steps: int, realign: Realignment
             embeds = embeds * (realign.target_norm / embeds.norm(dim=-1, keepdim=True).clamp_min(1e-6))
         mask = torch.cat([paths.mask, paths.mask.new_ones(paths.mask.shape[0], 1)], dim=1)
         out = _forward(lm, paths.cache, mask, embeds=embeds[:, None, :].to(lm.model.dtype))
-        paths = Paths(out.past_key_values, mask, out.last_hidden_state[:, -1])
+        paths = Paths(out.cache, mask, out.last_hidden)
         inputs.append(embeds)
         hiddens.append(paths.hidden)
     if not inputs:

@@ -2,7 +2,7 @@
 
     from latentbench.store import DatasetWriter, open_dataset
 
-Exports are resolved lazily so that ``import latentbench.store.commands`` (done by the CLI) does not
+Exports are resolved lazily so that ``import latentbench.cli.store`` (done by the CLI) does not
 pull in polars, zarr or datasets.
 """
 

@@ -1,4 +1,4 @@
-"""CLI commands of the store: ``validate``, ``info``, ``push``, ``pull``.
+"""Commands on saved datasets: ``validate``, ``info``, ``push``, ``pull``, ``replay``.
 
 ``register(app)`` adds them to the main typer app. Heavy imports happen inside the commands so
 ``latentbench --help`` stays fast. User errors are raised as LatentbenchError (the CLI prints
@@ -93,12 +93,28 @@ def pull(
     typer.echo(f"pulled {spec} to {dest} (valid)")
 
 
+def replay(
+    dataset: Annotated[str, typer.Argument(help="Latent-tree dataset directory.")],
+    node: Annotated[int, typer.Option("--node", min=0, help="Node id within its tree (the root is 0).")],
+    example: Annotated[str | None, typer.Option("--example", help="Example id (needed when the dataset has several trees).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "cpu",
+) -> None:
+    """Rebuild a latent-tree node's path cache from its KV shards and decode from it."""
+    from latentbench.methods.latent_tree.record import replay as replay_node
+
+    result = replay_node(dataset, example, node, device=device)
+    typer.echo(f"{result.example_id} node {result.node_id} path {result.path} ({result.positions} cached positions)")
+    typer.echo(result.text)
+    if result.matches is not None:
+        typer.echo(f"matches saved text: {result.matches}")
+        if not result.matches:
+            raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the store's commands to the main ``latentbench`` app."""
-    app.command("validate")(validate)
-    app.command("info")(info)
-    app.command("push")(push)
-    app.command("pull")(pull)
+    """Add the dataset commands to the main ``latentbench`` app."""
+    for command in (validate, info, push, pull, replay):
+        app.command(command.__name__)(command)
 
 
 def _size(n: float) -> str:

@@ -1,6 +1,7 @@
-"""Replay a saved latent-tree node: rebuild its path's KV cache from the shards and decode from it.
+"""A latent tree on disk: how one tree is written (a ``trees`` row, ``nodes`` rows, per-node arrays),
+the one-line summary of a dataset, and replay of a saved node.
 
-A path's cache is the concatenation, along the sequence axis, of the KV positions each node on the
+Replay rebuilds a node's path KV cache from the shards and decodes from it. A path's cache is the concatenation, along the sequence axis, of the KV positions each node on the
 path (root first) added. A kept leaf is replayed together with the other kept leaves of its tree, in
 the batch they were decoded in at generation: the same inputs through the same batched kernels, so
 under greedy decoding the text equals the saved text exactly (a batch-1 replay could differ by float
@@ -16,7 +17,38 @@ from typing import TYPE_CHECKING, Any
 from latentbench.errors import DatasetIntegrityError, UsageError
 
 if TYPE_CHECKING:
+    from latentbench.methods.base import Outcome
+    from latentbench.methods.latent_tree.method import TreeNode
     from latentbench.models import LoadedModel
+    from latentbench.store import Dataset, ExampleWriter
+
+
+def write_tree(ex: ExampleWriter, outcome: Outcome) -> None:
+    """One question's tree: its trees row, one nodes row per node, and the node's arrays."""
+    ex.add_rows("trees", [outcome.artifacts["tree"]])
+    ex.add_rows("nodes", [_node_row(ex, node) for node in outcome.artifacts["nodes"]])
+
+
+def _node_row(ex: ExampleWriter, node: TreeNode) -> dict[str, Any]:
+    owner = f"nodes:{node.node_id}"
+    return {
+        "node_id": node.node_id, "parent_id": node.parent_id, "agent_index": node.agent_index,
+        "depth": node.depth, "branch_index": node.branch_index, "role": node.role,
+        "consistency": node.consistency, "n_leaves": node.n_leaves, "n_correct": node.n_correct,
+        "value": node.value, "label": node.label, "text": node.text, "prediction": node.prediction,
+        "correct": node.correct, "kept": node.kept, "new_positions": int(node.kv.shape[3]),
+        "latent_ref": ex.add_array("latent", node.latent) if node.latent is not None else None,
+        "hidden_ref": ex.add_array("hidden", node.hidden) if node.hidden is not None else None,
+        "kv_ref": ex.add_array("kv", node.kv, owner=owner),
+    }
+
+
+def summarize(ds: Dataset) -> str:
+    trees, nodes = ds.table("trees"), ds.table("nodes")
+    leaves, correct = int(trees["n_leaves"].sum()), int(trees["n_correct"].sum())
+    majority = float(trees["correct"].mean()) if trees.height else 0.0
+    return (f"trees={trees.height} nodes={nodes.height} decoded_leaves={leaves} correct_leaves={correct} "
+            f"share_correct={correct / max(leaves, 1):.3f} majority_accuracy={majority:.3f}")
 
 
 @dataclass

@@ -32,7 +32,8 @@ import torch
 from latentbench.methods.agents import agent_prompts, as_batch
 from latentbench.methods.base import Outcome
 from latentbench.methods.generation import eos_token_ids
-from latentbench.methods.latent_tree_config import LatentTreeConfig
+from latentbench.methods.latent_tree import record
+from latentbench.methods.latent_tree.config import LatentTreeConfig
 from latentbench.models.latent import (
     Paths,
     Realignment,
@@ -45,7 +46,9 @@ from latentbench.models.latent import (
 
 if TYPE_CHECKING:
     from latentbench.models import LoadedModel
+    from latentbench.store import Dataset, ExampleWriter
     from latentbench.tasks import Example, Task
+
 
 @dataclass
 class TreeNode:
@@ -105,10 +108,20 @@ def consistency_scores(last_hidden: torch.Tensor) -> list[float]:
 
 
 class LatentTreeMethod:
+    """Branching latent agents: k latent children per node, top-K leaves decoded, node values from outcomes."""
+
     name = "latent-tree"
+    config_class = LatentTreeConfig
+    dataset_kinds: dict[str, tuple[str, ...]] = {"latent-tree": ("kv-shard",)}
 
     def __init__(self, config: LatentTreeConfig) -> None:
         self.config = config
+
+    def write(self, ex: ExampleWriter, outcome: Outcome, kind: str) -> None:
+        record.write_tree(ex, outcome)
+
+    def summarize(self, dataset: Dataset) -> str:
+        return record.summarize(dataset)
 
     def run(self, lm: LoadedModel, task: Task, examples: list[Example]) -> Iterator[Outcome]:
         realign = realignment(lm, self.config.realign_lambda)

@@ -1,0 +1,120 @@
+"""``eval``, ``generate`` and ``train``: the commands that run a registered method or trainer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from latentbench.cli.options import (
+    CONFIG_FLAGS,
+    METHOD_HELP,
+    ConfigOpt,
+    DataDirOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LimitOpt,
+    MethodArgOpt,
+    ModelOpt,
+    SeedOpt,
+    SplitOpt,
+    config_values,
+)
+from latentbench.methods import TRAINERS, method_class, trainer_class
+from latentbench.models.loading import DEFAULT_MODEL
+
+
+def eval_cmd(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="Task name (see `latentbench tasks`).")],
+    method: Annotated[str, typer.Option("--method", help=METHOD_HELP)] = "cot",
+    split: SplitOpt = None,
+    limit: LimitOpt = None,
+    seed: SeedOpt = 0,
+    model: ModelOpt = DEFAULT_MODEL,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    data_dir: DataDirOpt = None,
+    output_path: Annotated[str, typer.Option("--output-path", help="Directory for results JSON (and samples).")] = "results",
+    log_samples: Annotated[bool, typer.Option("--log-samples", help="Also write a samples JSONL.")] = False,
+    method_arg: MethodArgOpt = None,
+    config: ConfigOpt = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Sandbox workers for code tasks.")] = 2,
+) -> None:
+    """Run METHOD on TASK, score it, and write a results JSON."""
+    from latentbench.eval.evaluator import EvalRequest, evaluate
+
+    values, sources = config_values(method_class(method).config_class, ctx.args, method_arg, config, f"--method {method}")
+    req = EvalRequest(task=task, method=method, split=split, limit=limit, seed=seed, model=model, dtype=dtype,
+                      device=device, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
+                      method_args=values, method_sources=sources, workers=workers)
+    record, path = evaluate(req)
+    metrics = {k: round(v, 4) for k, v in {**record["metrics"], **record["method_metrics"]}.items()
+               if isinstance(v, float)}
+    typer.echo(f"{task} ({record['task']['split']}, n={record['task']['n']}) {method}: {metrics}")
+    typer.echo(f"tokens={record['cost']['generated_tokens']} forward_passes={record['cost']['forward_passes']} "
+               f"wall={record['cost']['wall_time_s']}s")
+    typer.echo(f"results: {path}")
+
+
+def generate_cmd(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="Task name (see `latentbench tasks`).")],
+    method: Annotated[str, typer.Option("--method", help=METHOD_HELP)] = "latent-tree",
+    kind: Annotated[str | None, typer.Option("--kind", help="Dataset kind, where the method writes several.")] = None,
+    split: SplitOpt = None,
+    limit: LimitOpt = None,
+    seed: SeedOpt = 0,
+    model: ModelOpt = DEFAULT_MODEL,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    data_dir: DataDirOpt = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Dataset dir (default data/TASK-KIND).")] = None,
+    num_shards: Annotated[int, typer.Option("--num-shards", min=1, help="Split the questions over N jobs.")] = 1,
+    shard_index: Annotated[int, typer.Option("--shard-index", min=0, help="Which of the N shards this job runs.")] = 0,
+    version: Annotated[str, typer.Option("--version", help="Dataset version (semver).")] = "0.1.0",
+    method_arg: MethodArgOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Generate (or resume) a dataset of METHOD's artifacts for TASK."""
+    from latentbench.generate import GenerateRequest, generate
+
+    values, sources = config_values(method_class(method).config_class, ctx.args, method_arg, config, f"--method {method}")
+    req = GenerateRequest(task=task, method=method, kind=kind, split=split, limit=limit, seed=seed, model=model,
+                          dtype=dtype, device=device, data_dir=data_dir, output=output, num_shards=num_shards,
+                          shard_index=shard_index, version=version, method_args=values, method_sources=sources)
+    out = generate(req)
+    typer.echo(f"dataset: {out}")
+    method_obj = req.make_method()
+    if hasattr(method_obj, "summarize"):
+        from latentbench.store import open_dataset
+
+        typer.echo(method_obj.summarize(open_dataset(out)))
+
+
+def train_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help=f"Trainer: {', '.join(TRAINERS) or 'none registered yet'}.")],
+    datasets: Annotated[list[str], typer.Argument(help="Dataset directories to train on.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Checkpoint directory (resumed if it holds one).")],
+    method_arg: MethodArgOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Train NAME on DATASET… into --output; its config fields are flags (--max-steps, --seed, --limit, …)."""
+    from latentbench.train import run_training
+
+    cut = next((i for i, d in enumerate(datasets) if d.startswith("--")), len(datasets))
+    datasets, extra = datasets[:cut], [*datasets[cut:], *ctx.args]
+    cls = trainer_class(name)
+    values, sources = config_values(cls.config_class, extra, method_arg, config, f"train {name}")
+    from latentbench.methods.base import make_config
+
+    trainer = cls(make_config(cls.config_class, values, sources))
+    result = run_training(trainer, datasets, output)
+    typer.echo(f"checkpoint: {result.output} (step {result.steps})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval", context_settings=CONFIG_FLAGS)(eval_cmd)
+    app.command("generate", context_settings=CONFIG_FLAGS)(generate_cmd)
+    app.command("train", context_settings=CONFIG_FLAGS)(train_cmd)

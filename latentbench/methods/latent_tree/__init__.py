@@ -1,0 +1,1 @@
+"""``latent-tree``: branching latent multi-agent reasoning, its dataset records and replay."""

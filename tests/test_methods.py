@@ -1,0 +1,42 @@
+"""Every registered method passes the shipped conformance base on a tiny random model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from latentbench.methods import METHODS
+from latentbench.methods.testing import MethodTests
+
+
+class TestCot(MethodTests):
+    method = "cot"
+    config = {"max_new_tokens": 4, "batch_size": 2}
+
+
+class TestCotSampled(MethodTests):
+    """Sampling with several samples: the run's seed must make it reproducible."""
+
+    method = "cot"
+    config = {"max_new_tokens": 3, "batch_size": 2, "temperature": 1.0, "num_samples": 2}
+    n_examples = 2
+
+
+class TestLatentMas(MethodTests):
+    method = "latent-mas"
+    config = {"max_new_tokens": 4, "agents": 2, "latent_steps": 2, "batch_size": 2}
+    arch = "qwen2"
+
+
+class TestLatentTree(MethodTests):
+    method = "latent-tree"
+    config = {"agents": 2, "branches": 2, "latent_steps": 2, "keep": 3, "max_new_tokens": 3,
+              "latent_temperature": 0.5}
+    n_examples = 2
+
+    def decoded_per_outcome(self, method: Any) -> int:
+        return method.config.keep
+
+
+def test_every_registered_method_has_a_conformance_subclass() -> None:
+    covered = {cls.method for cls in MethodTests.__subclasses__()}
+    assert set(METHODS) <= covered, set(METHODS) - covered
