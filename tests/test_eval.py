@@ -36,8 +36,12 @@ class Oracle:
         self.config = config
 
     def run(self, lm, task, examples) -> Iterator[Outcome]:
-        for i, ex in enumerate(examples):
-            wrong = self.config.wrong_every and i % self.config.wrong_every == 0
+        from latentbench.paths import data_dir
+
+        # the question's place in its split, so a resumed run (fewer examples) answers the same
+        place = {e.id: i for i, e in enumerate(task.examples(task.split(None), data_dir=data_dir()))}
+        for ex in examples:
+            wrong = self.config.wrong_every and place[ex.id] % self.config.wrong_every == 0
             text = "The answer is 123456789." if wrong else task.gold_output(ex)
             yield Outcome(ex, task.prompt(ex), [text], generated_tokens=7, forward_passes=2, latent_steps=3,
                           latent_budget=4)
@@ -112,3 +116,77 @@ def test_latent_tree_as_an_eval_method(lm, tmp_path: Path) -> None:
     record, _ = evaluate(req, lm=lm)
     assert record["cost"]["latent_steps"] == 2 * 2 * (2 + 4)
     assert record["method"]["config"]["branches"] == 2
+
+
+class Interrupted(Exception):
+    pass
+
+
+class Flaky(Oracle):
+    """The oracle, stopping with an error after ``stop_after`` answers (a crash or Ctrl-C mid-run)."""
+
+    stop_after: int | None = None
+
+    def run(self, lm, task, examples) -> Iterator[Outcome]:
+        for i, outcome in enumerate(super().run(lm, task, examples)):
+            if self.stop_after is not None and i == self.stop_after:
+                raise Interrupted
+            yield outcome
+
+
+def _comparable(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("started_at", "finished_at", "cost", "environment")}
+
+
+def test_an_interrupted_eval_resumes_from_its_samples_file(lm, tmp_path: Path) -> None:
+    whole = EvalRequest(task="gsm8k", limit=6, output_path=str(tmp_path / "whole"), show_progress=False)
+    expected, _ = evaluate(whole, lm=lm, method=Flaky(OracleConfig(wrong_every=3)))
+    req = EvalRequest(task="gsm8k", limit=6, output_path=str(tmp_path / "cut"), show_progress=False)
+    flaky = Flaky(OracleConfig(wrong_every=3))
+    flaky.stop_after = 4
+    with pytest.raises(Interrupted):
+        evaluate(req, lm=lm, method=flaky)
+    (samples,) = (tmp_path / "cut").glob("samples-*.jsonl")
+    assert len(samples.read_text().splitlines()) == 4 and not list((tmp_path / "cut").glob("gsm8k-*.json"))
+    calls: list[str] = []
+
+    class Counting(Flaky):
+        def run(self, lm, task, examples):
+            calls.extend(ex.id for ex in examples)
+            yield from super().run(lm, task, examples)
+
+    record, path = evaluate(req, lm=lm, method=Counting(OracleConfig(wrong_every=3)))
+    assert calls == ["gsm8k/test/4", "gsm8k/test/5"]  # only the questions not yet scored
+    assert _comparable(record) == _comparable(expected) | {"samples_file": record["samples_file"]}
+    assert [json.loads(line)["id"] for line in samples.read_text().splitlines()] == [f"gsm8k/test/{i}" for i in range(6)]
+    again, again_path = evaluate(req, lm=lm, method=Counting(OracleConfig(wrong_every=3)))
+    assert again_path == path and calls == ["gsm8k/test/4", "gsm8k/test/5"]  # finished: nothing reruns
+
+
+def test_accuracy_comes_with_a_bootstrap_interval(lm, tmp_path: Path) -> None:
+    req = EvalRequest(task="gsm8k", limit=20, output_path=str(tmp_path), show_progress=False)
+    record, _ = evaluate(req, lm=lm, method=Oracle(OracleConfig(wrong_every=4)))
+    low, high = record["intervals"]["accuracy_flexible"]
+    assert record["metrics"]["accuracy_flexible"] == 0.75
+    assert 0.5 < low < 0.75 < high <= 1.0
+
+
+def test_output_path_that_is_a_file_is_refused_before_the_run(lm, tmp_path: Path) -> None:
+    from latentbench.errors import UsageError
+
+    target = tmp_path / "results"
+    target.write_text("not a directory")
+    with pytest.raises(UsageError, match="--output-path .*is a file"):
+        evaluate(EvalRequest(task="gsm8k", limit=1, output_path=str(target), show_progress=False), lm=lm,
+                 method=Oracle(OracleConfig()))
+
+
+def test_a_v1_record_still_validates(lm, tmp_path: Path) -> None:
+    req = EvalRequest(task="gsm8k", limit=1, output_path=str(tmp_path), show_progress=False)
+    record, _ = evaluate(req, lm=lm, method=Oracle(OracleConfig()))
+    old = {k: v for k, v in record.items() if k not in ("method_metrics", "intervals")}
+    old["schema_version"] = "results.v1"
+    old["metrics"] = {**old["metrics"], "acceptance_rate": None}
+    validate_results(old)
+    with pytest.raises(SchemaError, match="method_metrics"):
+        validate_results({**old, "schema_version": "results.v2"})

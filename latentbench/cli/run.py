@@ -36,12 +36,13 @@ def eval_cmd(
     device: DeviceOpt = "cpu",
     data_dir: DataDirOpt = None,
     output_path: Annotated[str, typer.Option("--output-path", help="Directory for results JSON (and samples).")] = "results",
-    log_samples: Annotated[bool, typer.Option("--log-samples", help="Also write a samples JSONL.")] = False,
+    log_samples: Annotated[bool, typer.Option(
+        "--log-samples/--no-log-samples", help="Keep the per-question samples JSONL (also what an interrupted run resumes from).")] = True,
     method_arg: MethodArgOpt = None,
     config: ConfigOpt = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Sandbox workers for code tasks.")] = 2,
 ) -> None:
-    """Run METHOD on TASK, score it, and write a results JSON."""
+    """Run METHOD on TASK, score it, and write a results JSON; re-running the same command resumes it."""
     from latentbench.eval.evaluator import EvalRequest, evaluate
 
     values, sources = config_values(method_class(method).config_class, ctx.args, method_arg, config, f"--method {method}")

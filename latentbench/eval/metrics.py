@@ -36,3 +36,20 @@ def mean_method_metrics(per_outcome: Sequence[dict[str, float]]) -> dict[str, fl
         for name, value in metrics.items():
             sums.setdefault(name, []).append(float(value))
     return {name: float(np.mean(values)) for name, values in sorted(sums.items())}
+
+
+def bootstrap_intervals(verdicts: Sequence[dict[str, list[bool]]], variants: Sequence[str], code: bool, *,
+                        seed: int = 0, resamples: int = 10_000, level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile bootstrap interval of each variant's first-sample accuracy (questions resampled with
+    replacement): ``{"accuracy_<variant>": [low, high]}``; code tasks name it ``pass@1_<variant>``."""
+    if not verdicts:
+        return {}
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(verdicts), size=(resamples, len(verdicts)))
+    out = {}
+    for variant in variants:
+        hits = np.array([v[variant][0] for v in verdicts], dtype=float)
+        means = hits[index].mean(axis=1)
+        low, high = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+        out[f"{'pass@1' if code else 'accuracy'}_{variant}"] = [float(low), float(high)]
+    return out
