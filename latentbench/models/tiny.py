@@ -1,10 +1,15 @@
-"""Tiny random-weight models of real architectures, with the embedded model's real tokenizer, for tests."""
+"""Tiny random-weight models of real architectures, with a real embedded tokenizer, for tests.
+
+They use SmolLM2's tokenizer (49k vocab, fast to load, ~100 MB package), never the default model's, so
+the test suite needs no Qwen conversion.
+"""
 
 from __future__ import annotations
 
-from latentbench.models.loading import DEFAULT_MODEL, LoadedModel, _ensure_padding, embedded_model_dir
+from latentbench.models.loading import LoadedModel, _ensure_padding, embedded_model_dir
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
+TOKENIZER_MODEL = "smollm2-135m"  # embedded model whose tokenizer (and vocab size) tiny models use
 
 
 def tiny_model(arch: str = "llama", *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> LoadedModel:
@@ -14,7 +19,7 @@ def tiny_model(arch: str = "llama", *, seed: int = 0, hidden_size: int = 64, lay
 
     if arch not in ARCHITECTURES:
         raise ValueError(f"tiny_model arch {arch!r} is not one of {ARCHITECTURES}")
-    model_dir, _ = embedded_model_dir(DEFAULT_MODEL)
+    model_dir, _ = embedded_model_dir(TOKENIZER_MODEL)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     config = AutoConfig.for_model(
         arch, vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
