@@ -16,6 +16,7 @@ from typing import Any
 from latentbench import paths
 from latentbench.config import config_dict
 from latentbench.errors import UsageError
+from latentbench.methods.base import dataset_kind, make_method
 from latentbench.progress import progress
 from latentbench.request import RunRequest
 
@@ -39,18 +40,6 @@ def shard(items: list, num_shards: int, shard_index: int) -> list:
     return items[shard_index::num_shards]
 
 
-def dataset_kind(method: Any, kind: str | None) -> str:
-    """The kind to write: the one asked for, else the method's first; refused if it writes none."""
-    kinds = list(getattr(method, "dataset_kinds", {}))
-    if not kinds:
-        raise UsageError(f"--method {method.name} writes no datasets (it is for eval only)")
-    if kind is None:
-        return kinds[0]
-    if kind not in kinds:
-        raise UsageError(f"--kind {kind!r}: method {method.name} writes {', '.join(kinds)}")
-    return kind
-
-
 def output_dir(req: GenerateRequest, kind: str) -> Path:
     if req.output:
         return Path(req.output)
@@ -67,7 +56,7 @@ def generate(req: GenerateRequest, lm: Any = None) -> Path:
     from latentbench.tasks import get_task
 
     task = get_task(req.task)
-    method = req.make_method()
+    method = make_method(req.method, req.method_args, req.method_sources, seed=req.seed)
     kind = dataset_kind(method, req.kind)
     split = task.split(req.split)
     examples = shard(task.examples(split, limit=req.limit, data_dir=paths.data_dir(req.data_dir)),

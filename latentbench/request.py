@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from latentbench.models.loading import DEFAULT_MODEL
-
-if TYPE_CHECKING:
-    from latentbench.methods.base import Method
 
 
 @dataclass
@@ -25,8 +22,3 @@ class RunRequest:
     method_args: dict[str, Any] = field(default_factory=dict)  # method config field -> raw or typed value
     method_sources: dict[str, str] = field(default_factory=dict)  # field -> how the user wrote it (errors)
     show_progress: bool = True
-
-    def make_method(self) -> Method:
-        from latentbench.methods.base import make_method
-
-        return make_method(self.method, self.method_args, self.method_sources, seed=self.seed)

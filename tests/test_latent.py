@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from latentbench.methods.latent_tree.config import LatentTreeConfig
-from latentbench.methods.latent_tree.method import LatentTreeMethod, TreeNode, assign_values, node_noise
+from latentbench.methods.latent_tree.method import LatentTreeMethod
+from latentbench.methods.latent_tree.tree import TreeNode, assign_values, node_noise
 from latentbench.models import tiny_model
 from latentbench.models.latent import latent_steps, pad_left, prefill, realignment
 from latentbench.tasks import get_task

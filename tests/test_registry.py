@@ -52,7 +52,8 @@ class EchoMethod:
         kv = torch.full((2, 1, 1, self.config.repeat, 2), float(len(outcome.outputs[0])))
         ex.add_array("kv", kv, owner="echo")
 
-    def summarize(self, dataset) -> str:
+    @staticmethod
+    def summarize(dataset) -> str:
         return f"echo dataset with {dataset.manifest['counts']['examples']} examples"
 
 

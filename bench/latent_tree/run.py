@@ -44,7 +44,8 @@ import torch
 
 from latentbench.methods.agents import AgentPrompts, agent_prompts, as_batch
 from latentbench.methods.latent_tree.config import LatentTreeConfig
-from latentbench.methods.latent_tree.method import LatentTreeMethod, TreeNode
+from latentbench.methods.latent_tree.method import LatentTreeMethod
+from latentbench.methods.latent_tree.tree import TreeNode
 from latentbench.models.latent import (
     Paths,
     Realignment,

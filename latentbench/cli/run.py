@@ -86,11 +86,11 @@ def generate_cmd(
                           shard_index=shard_index, version=version, method_args=values, method_sources=sources)
     out = generate(req)
     typer.echo(f"dataset: {out}")
-    method_obj = req.make_method()
-    if hasattr(method_obj, "summarize"):
+    summarize = getattr(method_class(method), "summarize", None)
+    if summarize is not None:
         from latentbench.store import open_dataset
 
-        typer.echo(method_obj.summarize(open_dataset(out)))
+        typer.echo(summarize(open_dataset(out)))
 
 
 def train_cmd(

@@ -22,6 +22,7 @@ from latentbench.config import config_dict
 from latentbench.eval.metrics import accuracy_metrics, bootstrap_intervals, mean_method_metrics
 from latentbench.eval.samples import append_rows, read_questions, rewrite, sample_rows
 from latentbench.eval.schema import validate_results
+from latentbench.methods.base import make_method
 from latentbench.progress import progress
 from latentbench.request import RunRequest
 
@@ -54,7 +55,7 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
 
     started = provenance.now()
     task = get_task(req.task)
-    method = method or req.make_method()
+    method = method or make_method(req.method, req.method_args, req.method_sources, seed=req.seed)
     data_dir = paths.data_dir(req.data_dir)
     split = task.split(req.split)
     examples = task.examples(split, limit=req.limit, data_dir=data_dir)

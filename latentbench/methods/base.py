@@ -34,7 +34,7 @@ class Outcome:
 class Method(Protocol):
     """A method: ``run`` turns examples into outcomes. One that saves datasets also names the kinds it
     writes (``dataset_kinds``: kind -> extra kinds written beside it) and writes one outcome with
-    ``write``; ``summarize`` (optional) describes a finished dataset in one line."""
+    ``write``; ``summarize`` (optional, a staticmethod) describes a finished dataset in one line."""
 
     name: ClassVar[str]
     config_class: ClassVar[type]
@@ -45,7 +45,8 @@ class Method(Protocol):
 
     def write(self, ex: ExampleWriter, outcome: Outcome, kind: str) -> None: ...
 
-    def summarize(self, dataset: Dataset) -> str: ...
+    @staticmethod
+    def summarize(dataset: Dataset) -> str: ...
 
 
 def make_config(config_class: type, values: dict[str, Any], sources: dict[str, str] | None = None,
@@ -68,3 +69,15 @@ def make_method(name: str, values: dict[str, Any] | None = None, sources: dict[s
 
     cls = method_class(name)
     return cls(make_config(cls.config_class, values or {}, sources, seed))
+
+
+def dataset_kind(method: Any, kind: str | None) -> str:
+    """The kind to write: the one asked for, else the method's first; refused if it writes none."""
+    kinds = list(getattr(method, "dataset_kinds", {}))
+    if not kinds:
+        raise UsageError(f"--method {method.name} writes no datasets (it is for eval only)")
+    if kind is None:
+        return kinds[0]
+    if kind not in kinds:
+        raise UsageError(f"--kind {kind!r}: method {method.name} writes {', '.join(kinds)}")
+    return kind

@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from latentbench.errors import SchemaError, UsageError
 from latentbench.store.arrays import RaggedWriter
@@ -30,7 +30,19 @@ from latentbench.store.schema import TableSpec, polars_dtype
 if TYPE_CHECKING:
     import polars as pl
 
-    from latentbench.store.writer import DatasetWriter
+    from latentbench.store.schema import ArraySpec, KindSpec
+
+
+class DatasetWriter(Protocol):
+    """What finalizing reads of a ``writer.DatasetWriter`` (a protocol, so this module stays below it)."""
+
+    path: Path
+    kind: str
+    args: dict[str, Any]
+    specs: list[KindSpec]
+    tables: dict[str, TableSpec]
+    arrays: dict[str, ArraySpec]
+    meta: dict[str, Any]
 
 STAGING = ".staging"
 TABLES = "tables"

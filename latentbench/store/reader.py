@@ -9,6 +9,7 @@ from latentbench.errors import DataNotFoundError, DatasetIntegrityError, SchemaE
 from latentbench.store.arrays import RaggedArray
 from latentbench.store.build import ARRAYS
 from latentbench.store.manifest import read_manifest
+from latentbench.store.parquet import read_parquet
 from latentbench.store.schema import KindSpec, TableSpec, check_frame, load_kind
 
 if TYPE_CHECKING:
@@ -111,18 +112,6 @@ class Dataset:
         from latentbench.store.validate import validate_dataset
 
         return validate_dataset(self.path)
-
-
-def read_parquet(path: Path) -> pl.DataFrame:
-    import polars as pl
-
-    if not path.is_file():
-        raise DatasetIntegrityError(f"{path}: missing Parquet file (listed in manifest.json)")
-    try:
-        return pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatasetIntegrityError(f"{path}: not a readable Parquet file ({reason})") from None
 
 
 def open_dataset(spec: str | Path, *, array_store: Any = None) -> Dataset:

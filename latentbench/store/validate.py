@@ -17,7 +17,7 @@ from latentbench.errors import LatentbenchError
 from latentbench.provenance import sha256_file
 from latentbench.store.build import ARRAYS
 from latentbench.store.manifest import MANIFEST, list_files, manifest_problems
-from latentbench.store.reader import read_parquet
+from latentbench.store.parquet import read_parquet
 from latentbench.store.schema import KindSpec, TableSpec, check_frame, load_kind
 
 _MAX_LISTED = 3  # missing files of one table/array listed one by one before being summarised

@@ -20,11 +20,10 @@ composition, resume point or shard (its latents do only up to float rounding of 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -34,6 +33,7 @@ from latentbench.methods.base import Outcome
 from latentbench.methods.generation import eos_token_ids
 from latentbench.methods.latent_tree import record
 from latentbench.methods.latent_tree.config import LatentTreeConfig
+from latentbench.methods.latent_tree.tree import TreeNode, assign_values, consistency_scores, node_noise
 from latentbench.models.latent import (
     Paths,
     Realignment,
@@ -50,63 +50,6 @@ if TYPE_CHECKING:
     from latentbench.tasks import Example, Task
 
 
-@dataclass
-class TreeNode:
-    node_id: int
-    parent_id: int | None
-    depth: int
-    branch_index: int
-    agent_index: int
-    role: str
-    kv: torch.Tensor  # [2, layers, kv_heads, new_positions, head_dim]
-    last_hidden: torch.Tensor  # [hidden] state the node ends on (consistency)
-    latent: torch.Tensor | None = None  # [m, hidden] input latents
-    hidden: torch.Tensor | None = None  # [m, hidden] last hidden state after each latent step
-    consistency: float | None = None
-    kept: bool | None = None
-    text: str | None = None
-    prediction: str | None = None
-    correct: bool | None = None
-    generated_tokens: int = 0
-    n_leaves: int = 0
-    n_correct: int = 0
-
-    @property
-    def value(self) -> float | None:
-        return self.n_correct / self.n_leaves if self.n_leaves else None
-
-    @property
-    def label(self) -> bool | None:
-        return self.n_correct > 0 if self.n_leaves else None
-
-
-def node_noise(seed: int, example_id: str, node_id: int, steps: int, dim: int, scale: float) -> torch.Tensor:
-    """[steps, dim] Gaussian noise owned by one node: same values whatever the batch or resume point."""
-    key = int(hashlib.sha256(f"{seed}|{example_id}|{node_id}".encode()).hexdigest()[:16], 16)
-    return torch.randn(steps, dim, generator=torch.Generator().manual_seed(key)) * scale
-
-
-def assign_values(nodes: list[TreeNode]) -> None:
-    """n_leaves / n_correct of every node = its decoded leaves below (itself included for leaves)."""
-    by_id = {n.node_id: n for n in nodes}
-    for node in nodes:
-        node.n_leaves = node.n_correct = 0
-    for leaf in nodes:
-        if not leaf.kept:
-            continue
-        current: TreeNode | None = leaf
-        while current is not None:
-            current.n_leaves += 1
-            current.n_correct += int(bool(leaf.correct))
-            current = by_id[current.parent_id] if current.parent_id is not None else None
-
-
-def consistency_scores(last_hidden: torch.Tensor) -> list[float]:
-    """Cosine similarity of each row [n, hidden] to the rows' mean."""
-    centroid = last_hidden.mean(0, keepdim=True)
-    return torch.nn.functional.cosine_similarity(last_hidden.float(), centroid.float(), dim=-1).tolist()
-
-
 class LatentTreeMethod:
     """Branching latent agents: k latent children per node, top-K leaves decoded, node values from outcomes."""
 
@@ -120,7 +63,8 @@ class LatentTreeMethod:
     def write(self, ex: ExampleWriter, outcome: Outcome, kind: str) -> None:
         record.write_tree(ex, outcome)
 
-    def summarize(self, dataset: Dataset) -> str:
+    @staticmethod
+    def summarize(dataset: Dataset) -> str:
         return record.summarize(dataset)
 
     def run(self, lm: LoadedModel, task: Task, examples: list[Example]) -> Iterator[Outcome]:

@@ -18,7 +18,7 @@ from latentbench.errors import DatasetIntegrityError, UsageError
 
 if TYPE_CHECKING:
     from latentbench.methods.base import Outcome
-    from latentbench.methods.latent_tree.method import TreeNode
+    from latentbench.methods.latent_tree.tree import TreeNode
     from latentbench.models import LoadedModel
     from latentbench.store import Dataset, ExampleWriter
 
