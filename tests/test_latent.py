@@ -130,3 +130,15 @@ def test_gpqa_question_text_stays_out_of_the_tree(lm) -> None:
     gsm = get_task("gsm8k")
     gsm_example = gsm.examples(limit=1, data_dir=Path(os.environ["LATENTBENCH_DATA_DIR"]))[0]
     assert next(LatentTreeMethod(cfg).run(lm, gsm, [gsm_example])).artifacts["tree"]["question"] == gsm_example.question
+
+
+def test_cache_forwards_raise_no_deprecation_warning(lm) -> None:
+    """transformers renamed ``past_key_values`` to ``cache``; we pass whichever the installed version takes."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids, mask = pad_left([[5, 6, 7], [8, 9]], 0, lm.device)
+        paths = prefill(lm, ids, mask)
+        latent_steps(lm, paths, 2, realignment(lm))
+    assert not [w for w in caught if "past_key_values" in str(w.message) or "deprecated" in str(w.message).lower()]
