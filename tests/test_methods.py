@@ -22,8 +22,25 @@ class TestCotSampled(MethodTests):
 
 
 class TestLatentMas(MethodTests):
+    """The default protocol: the reference's (a fresh question turn per agent)."""
+
     method = "latent-mas"
     config = {"max_new_tokens": 4, "agents": 2, "latent_steps": 2, "batch_size": 2}
+    arch = "qwen2"
+
+
+class TestLatentMasHierarchicalSampled(MethodTests):
+    """The reference's hierarchical prompts, no realignment, a sampling judger: the seed must fix it."""
+
+    method = "latent-mas"
+    config = {"max_new_tokens": 4, "agents": 3, "latent_steps": 1, "batch_size": 2, "prompt": "hierarchical",
+              "realign": False, "temperature": 0.8}
+    n_examples = 2
+
+
+class TestLatentMasCompact(MethodTests):
+    method = "latent-mas"
+    config = {"max_new_tokens": 4, "agents": 2, "latent_steps": 2, "batch_size": 2, "protocol": "compact"}
     arch = "qwen2"
 
 
@@ -35,6 +52,20 @@ class TestLatentTree(MethodTests):
 
     def decoded_per_outcome(self, method: Any) -> int:
         return method.config.keep
+
+
+class TestTextMas(MethodTests):
+    method = "text-mas"
+    config = {"max_new_tokens": 4, "agent_max_new_tokens": 3, "agents": 2, "batch_size": 2}
+    arch = "qwen2"
+
+    def decoded_per_outcome(self, method: Any) -> int:
+        return method.config.agents + 1  # every agent's text counts, the judger's included
+
+
+class TestTextMasHierarchicalSampled(TestTextMas):
+    config = {"max_new_tokens": 3, "agents": 3, "batch_size": 2, "prompt": "hierarchical", "temperature": 1.0}
+    n_examples = 2
 
 
 def test_every_registered_method_has_a_conformance_subclass() -> None:

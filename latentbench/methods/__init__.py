@@ -17,6 +17,7 @@ METHODS: dict[str, str] = {
     "cot": "latentbench.methods.cot:CotMethod",
     "latent-mas": "latentbench.methods.latent_mas:LatentMasMethod",
     "latent-tree": "latentbench.methods.latent_tree.method:LatentTreeMethod",
+    "text-mas": "latentbench.methods.text_mas:TextMasMethod",
 }
 
 TRAINERS: dict[str, str] = {}  # trainer name (``latentbench train NAME``) -> "module:Class"

@@ -1,8 +1,11 @@
 """Role agents that share one KV cache: their prompts and how each continues the conversation.
 
-Agents run in sequence over one growing cache (LatentMAS): the first agent's turn holds the question;
-each later agent appends its own user turn (a "handoff") to the previous agent's latent thoughts;
-the final solver's handoff asks for the written answer. Role prompts live in the method config.
+Two turn structures. The compact protocol (ours; latent-tree and ``latent-mas protocol=compact``): the
+first agent's turn holds the question; each later agent appends a short user turn (a "handoff") to the
+previous agent's latent thoughts; the final solver's handoff asks for the written answer. The
+reference's protocol (``latent-mas``, ``text-mas``): every agent, the judger included, gets a fresh chat
+(system + its role prompt around the question), see ``fresh_turns``. Role prompts live in the configs
+(compact: ``DEFAULT_ROLES``; reference: ``methods/prompts.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from latentbench.config import ConfigError
+from latentbench.methods.generation import chat_text
+from latentbench.methods.prompts import fill, question_text
 
 if TYPE_CHECKING:
     import torch
@@ -34,11 +39,16 @@ def pipeline_roles(pipeline: str) -> tuple[str, ...]:
     return tuple(r.strip() for r in pipeline.split(",") if r.strip())
 
 
-def check_roles(pipeline: str, roles: dict[str, str]) -> None:
-    """Every role of the pipeline, and the solver, needs a prompt in ``roles``."""
+def cycled_roles(agents: int, pipeline: tuple[str, ...]) -> list[str]:
+    """Agent i takes role ``pipeline[i % len(pipeline)]``."""
+    return [pipeline[i % len(pipeline)] for i in range(agents)]
+
+
+def check_roles(pipeline: str, roles: dict[str, str], final: str = "solver") -> None:
+    """Every role of the pipeline, and the ``final`` one (who writes the answer), needs a prompt in ``roles``."""
     if not pipeline_roles(pipeline):
         raise ConfigError("pipeline", "names no role (expected e.g. planner,critic,refiner)")
-    missing = [r for r in [*pipeline_roles(pipeline), "solver"] if r not in roles]
+    missing = [r for r in dict.fromkeys([*pipeline_roles(pipeline), final]) if r not in roles]
     if missing:
         raise ConfigError("pipeline", f"no prompt for role(s) {', '.join(missing)} "
                                       f"(roles has {', '.join(roles)}; add them with roles)")
@@ -72,7 +82,7 @@ def _continuation(lm: LoadedModel, history: list[dict[str, str]], message: str) 
 def agent_prompts(lm: LoadedModel, task: Task, example: Example, agents: int, pipeline: tuple[str, ...],
                   roles: dict[str, str]) -> AgentPrompts:
     """Agent i takes role ``pipeline[i % len(pipeline)]``; the solver writes the text answer."""
-    names = [pipeline[i % len(pipeline)] for i in range(agents)]
+    names = cycled_roles(agents, pipeline)
     question = task.prompt(example)
     history = [{"role": "user", "content": f"{roles[names[0]]}\n\n{question}"}]
     if lm.tokenizer.chat_template:
@@ -84,11 +94,28 @@ def agent_prompts(lm: LoadedModel, task: Task, example: Example, agents: int, pi
         handoffs.append(_continuation(lm, history, roles[name]))
         history = [*history, {"role": "assistant", "content": ""}, {"role": "user", "content": roles[name]}]
     solver = _continuation(lm, history, roles["solver"])
+    return AgentPrompts(names, token_ids(lm, first), [token_ids(lm, h) for h in handoffs], token_ids(lm, solver),
+                        first, solver)
 
-    def ids(text: str) -> list[int]:
-        return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    return AgentPrompts(names, ids(first), [ids(h) for h in handoffs], ids(solver), first, solver)
+@dataclass
+class FreshTurns:
+    """The reference's turns: one fresh chat per agent, the judger's last (rendered text and token ids)."""
+
+    texts: list[str]
+    ids: list[list[int]]
+
+
+def token_ids(lm: LoadedModel, text: str) -> list[int]:
+    return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def fresh_turns(lm: LoadedModel, task: Task, example: Example, roles: list[str], templates: dict[str, str],
+                system: str) -> FreshTurns:
+    """Each of ``roles`` (the judger last) gets the question under its role prompt, in a chat of its own."""
+    question = question_text(task, example)
+    texts = [chat_text(lm, fill(templates[role], question=question), system or None) for role in roles]
+    return FreshTurns(texts, [token_ids(lm, text) for text in texts])
 
 
 def as_batch(ids: list[int], rows: int, device: torch.device) -> torch.Tensor:

@@ -1,58 +1,84 @@
 """``latent-mas``: role agents think in latent space and pass their KV cache on (LatentMAS).
 
-Each latent agent appends its turn to the shared cache and runs m latent steps (realigned last hidden
-state fed back as input); the solver then writes the answer from the accumulated cache. It is the
-latent tree with one branch and no noise, batched across questions (left padding, positions from
-the attention mask) instead of across siblings.
+``protocol=latentmas`` (default) is the reference's HF path (Gen-Verse/LatentMAS,
+``methods/latent_mas.py: run_batch``): every agent, the judger included, gets a fresh chat turn (system
+message + its role prompt around the question) appended to the previous agents' cache (their prompts
+and latent positions); each agent but the judger then runs m latent steps; the judger writes the
+answer from the whole cache. ``protocol=compact`` is ours: the question once, short handoff turns, a
+solver turn. Both batch questions with left padding and positions from the mask (the reference's
+batching is not reproduced: see docs/latent-tree.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from latentbench.config import ConfigError, option
-from latentbench.methods.agents import (
-    DEFAULT_PIPELINE,
-    DEFAULT_ROLES,
-    agent_prompts,
-    check_roles,
-    pipeline_roles,
-)
+from latentbench.methods.agents import DEFAULT_PIPELINE, DEFAULT_ROLES, check_roles, cycled_roles
+from latentbench.methods.agents import pipeline_roles as split_pipeline
 from latentbench.methods.base import Outcome
-from latentbench.methods.generation import eos_token_ids
+from latentbench.methods.prompts import ROLES, SYSTEM, latent_roles
 
 if TYPE_CHECKING:
     from latentbench.models import LoadedModel
+    from latentbench.models.latent import Realignment
     from latentbench.tasks import Example, Task
 
 
 @dataclass
 class LatentMasConfig:
-    agents: int = option(3, "Latent agents before the solver.")
-    latent_steps: int = option(4, "m: latent steps per agent.")
-    realign_lambda: float = option(1e-3, "Ridge λ of the realignment matrix.")
-    max_new_tokens: int = option(0, "Solver's text budget (0: the task card's).")
+    protocol: Literal["latentmas", "compact"] = option(
+        "latentmas", "latentmas: every agent re-prompted with the question behind the previous caches (the "
+                     "reference); compact: the question once, short handoff turns (ours).")
+    prompt: Literal["sequential", "hierarchical"] = option(
+        "sequential", "Role prompt set of protocol=latentmas (the reference's --prompt).")
+    agents: int = option(3, "Latent agents before the judger (solver).")
+    latent_steps: int = option(4, "m: latent steps per agent (latentmas with 0: the judger sees no cache, as in "
+                                  "the reference).")
+    realign: bool = option(True, "Map hidden states with W_a (the reference's --latent_space_realign, off there "
+                                 "by default); off: identity, still rescaled to the mean embedding norm.")
+    realign_lambda: float = option(1e-3, "Ridge λ of W_a (the reference uses 1e-5).")
+    max_new_tokens: int = option(0, "Judger's text budget (0: the task card's).")
+    temperature: float = option(0.0, "Judger's sampling temperature (0: greedy; the reference samples at 0.6).")
+    top_p: float = option(0.95, "Judger's nucleus mass when sampling (the reference's 0.95).")
     batch_size: int = option(8, "Questions per batched forward.")
     pipeline: str = option(DEFAULT_PIPELINE, "Roles of the latent agents, comma-separated, cycled.")
-    roles: dict[str, str] = option(help="Role name -> prompt (the solver's included).", factory=lambda: dict(DEFAULT_ROLES))
+    roles: dict[str, str] = option(
+        help="Role name -> prompt, over the protocol's own (latentmas: a template with {question}, the judger's "
+             "included; compact: the solver's included).", factory=dict)
+    system_prompt: str = option(SYSTEM, "System message of each latentmas turn (the reference's; empty: none).")
 
     def __post_init__(self) -> None:
         for name in ("agents", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, "must be >= 1")
-        if self.latent_steps < 0:
-            raise ConfigError("latent_steps", "must be >= 0")
-        check_roles(self.pipeline, self.roles)
+        for name in ("latent_steps", "max_new_tokens", "temperature", "realign_lambda"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, "must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError("top_p", "must be in (0, 1]")
+        if self.protocol == "compact":
+            check_roles(self.pipeline, {**DEFAULT_ROLES, **self.roles})
+            return
+        check_roles(self.pipeline, {**dict.fromkeys(ROLES, ""), **self.roles}, final="judger")
+        for role, text in self.roles.items():
+            if "{question}" not in text:
+                raise ConfigError("roles", f"{role}: needs {{question}} (protocol=latentmas puts it in every turn)")
 
     @property
     def pipeline_roles(self) -> tuple[str, ...]:
-        return pipeline_roles(self.pipeline)
+        return split_pipeline(self.pipeline)
+
+    def templates(self, answer_kind: str) -> dict[str, str]:
+        """Role -> prompt for this protocol (latentmas: the reference's set for the task's answer kind)."""
+        base = DEFAULT_ROLES if self.protocol == "compact" else latent_roles(self.prompt, answer_kind)
+        return {**base, **self.roles}
 
 
 class LatentMasMethod:
-    """Role agents think in latent space and hand their KV cache on; the solver writes the answer."""
+    """Role agents think in latent space and hand their KV cache on; the judger writes the answer."""
 
     name = "latent-mas"
     config_class = LatentMasConfig
@@ -62,27 +88,63 @@ class LatentMasMethod:
         self.config = config
 
     def run(self, lm: LoadedModel, task: Task, examples: list[Example]) -> Iterator[Outcome]:
-        from latentbench.models.latent import greedy_decode, latent_steps, pad_left, prefill, realignment
+        from latentbench.methods.latent_ops import identity_realignment
+        from latentbench.models.latent import realignment
 
         cfg = self.config
-        realign = realignment(lm, cfg.realign_lambda)
-        pad, eos = lm.tokenizer.pad_token_id, eos_token_ids(lm)
-        max_new = cfg.max_new_tokens or task.card.max_new_tokens
+        realign = realignment(lm, cfg.realign_lambda) if cfg.realign else identity_realignment(lm)
+        run_batch = _run_latentmas if cfg.protocol == "latentmas" else _run_compact
+        used = cfg.agents * cfg.latent_steps
         for batch_index, start in enumerate(range(0, len(examples), cfg.batch_size)):
             batch = examples[start:start + cfg.batch_size]
-            prompts = [agent_prompts(lm, task, ex, cfg.agents, cfg.pipeline_roles, cfg.roles) for ex in batch]
-            paths = prefill(lm, *pad_left([p.first for p in prompts], pad, lm.device))
-            forwards = 1
-            for agent in range(cfg.agents):
-                paths, _, _ = latent_steps(lm, paths, cfg.latent_steps, realign)
-                forwards += cfg.latent_steps
-                if agent < cfg.agents - 1:
-                    paths = prefill(lm, *pad_left([p.handoffs[agent] for p in prompts], pad, lm.device), paths=paths)
-                    forwards += 1
-            solver_ids, solver_mask = pad_left([p.solver for p in prompts], pad, lm.device)
-            tokens, decode_forwards = greedy_decode(lm, paths, solver_ids, max_new, eos, solver_mask)
+            prompts, tokens, forwards = run_batch(lm, task, batch, cfg, realign)
             texts = lm.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-            used = cfg.agents * cfg.latent_steps
             for ex, prompt, text, new in zip(batch, prompts, texts, tokens, strict=True):
-                yield Outcome(ex, prompt.first_text, [text], len(new), forwards + decode_forwards,
-                              latent_steps=used, latent_budget=used, artifacts={"batch": batch_index})
+                yield Outcome(ex, prompt, [text], len(new), forwards, latent_steps=used, latent_budget=used,
+                              artifacts={"batch": batch_index})
+
+
+Batch = tuple[list[str], list[list[int]], int]  # first prompt per question, judger's tokens per question, forwards
+
+
+def agent_roles(cfg: LatentMasConfig) -> list[str]:
+    """protocol=latentmas: the latent agents' roles, then the judger's."""
+    return [*cycled_roles(cfg.agents, cfg.pipeline_roles), "judger"]
+
+
+def _run_latentmas(lm: LoadedModel, task: Task, batch: list[Example], cfg: LatentMasConfig,
+                   realign: Realignment) -> Batch:
+    from latentbench.methods.agents import fresh_turns
+    from latentbench.methods.latent_ops import agent_caches, decode
+    from latentbench.models.latent import pad_left
+
+    templates, roles = cfg.templates(task.card.answer_kind), agent_roles(cfg)
+    turns = [fresh_turns(lm, task, ex, roles, templates, cfg.system_prompt) for ex in batch]
+    paths, forwards = agent_caches(lm, [t.ids[:-1] for t in turns], cfg.latent_steps, realign)
+    ids, mask = pad_left([t.ids[-1] for t in turns], lm.tokenizer.pad_token_id, lm.device)
+    tokens, decoded = decode(lm, paths, ids, mask, cfg.max_new_tokens or task.card.max_new_tokens, cfg.temperature,
+                             cfg.top_p)
+    return [t.texts[0] for t in turns], tokens, forwards + decoded
+
+
+def _run_compact(lm: LoadedModel, task: Task, batch: list[Example], cfg: LatentMasConfig,
+                 realign: Realignment) -> Batch:
+    """Ours: the first agent's turn holds the question, later agents get short handoffs, then the solver."""
+    from latentbench.methods.agents import agent_prompts
+    from latentbench.methods.latent_ops import decode
+    from latentbench.models.latent import latent_steps, pad_left, prefill
+
+    pad, roles = lm.tokenizer.pad_token_id, cfg.templates(task.card.answer_kind)
+    prompts = [agent_prompts(lm, task, ex, cfg.agents, cfg.pipeline_roles, roles) for ex in batch]
+    paths = prefill(lm, *pad_left([p.first for p in prompts], pad, lm.device))
+    forwards = 1
+    for agent in range(cfg.agents):
+        paths, _, _ = latent_steps(lm, paths, cfg.latent_steps, realign)
+        forwards += cfg.latent_steps
+        if agent < cfg.agents - 1:
+            paths = prefill(lm, *pad_left([p.handoffs[agent] for p in prompts], pad, lm.device), paths=paths)
+            forwards += 1
+    ids, mask = pad_left([p.solver for p in prompts], pad, lm.device)
+    tokens, decoded = decode(lm, paths, ids, mask, cfg.max_new_tokens or task.card.max_new_tokens, cfg.temperature,
+                             cfg.top_p)
+    return [p.first_text for p in prompts], tokens, forwards + decoded
