@@ -142,3 +142,39 @@ def test_cache_forwards_raise_no_deprecation_warning(lm) -> None:
         paths = prefill(lm, ids, mask)
         latent_steps(lm, paths, 2, realignment(lm))
     assert not [w for w in caught if "past_key_values" in str(w.message) or "deprecated" in str(w.message).lower()]
+
+
+def _grow(lm, example, **kw):
+    cfg = LatentTreeConfig(**{"agents": 2, "branches": 2, "latent_steps": 2, "keep": 2, "max_new_tokens": 3, **kw})
+    method = LatentTreeMethod(cfg)
+    return method.grow(lm, get_task("gsm8k"), example, realignment(lm)), cfg
+
+
+def test_latentmas_tree_gives_every_agent_and_the_judger_the_question(lm, gsm8k_examples) -> None:
+    from latentbench.methods.agents import token_ids
+
+    example = gsm8k_examples[0]
+    outcome, cfg = _grow(lm, example)
+    nodes = outcome.artifacts["nodes"]
+    judger = outcome.artifacts["tree"]["solver_prompt"]
+    question = example.question.strip().splitlines()[0]
+    assert question in outcome.prompt and question in judger and "boxed" in judger
+    turn = len(token_ids(lm, outcome.prompt))
+    assert nodes[0].kv.shape[3] == turn  # the root holds agent 0's fresh turn
+    for node in nodes[1:]:
+        next_turn = node.kv.shape[3] - cfg.latent_steps  # latents, then (inner nodes) the next agent's turn
+        assert next_turn > 20 if node.depth < cfg.agents else next_turn == 0
+
+
+def test_consistency_comes_from_the_node_own_last_latent_state(lm, gsm8k_examples) -> None:
+    outcome, _ = _grow(lm, gsm8k_examples[0], protocol="compact")
+    for node in outcome.artifacts["nodes"][1:]:
+        assert torch.equal(node.last_hidden, node.hidden[-1])  # not the state after the next turn
+
+
+def test_keep_all_decodes_every_leaf_and_values_carry_their_leaf_count(lm, gsm8k_examples) -> None:
+    outcome, _ = _grow(lm, gsm8k_examples[0], keep="all")
+    nodes = outcome.artifacts["nodes"]
+    leaves = [n for n in nodes if n.depth == 2]
+    assert all(n.kept for n in leaves) and outcome.artifacts["tree"]["top_k"] == 4
+    assert nodes[0].n_leaves == 4 and [n.n_leaves for n in nodes if n.depth == 1] == [2, 2]

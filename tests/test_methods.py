@@ -51,7 +51,8 @@ class TestLatentTree(MethodTests):
     n_examples = 2
 
     def decoded_per_outcome(self, method: Any) -> int:
-        return method.config.keep
+        keep = method.config.keep
+        return method.config.branches ** method.config.agents if keep == "all" else keep
 
 
 class TestTextMas(MethodTests):
@@ -71,3 +72,7 @@ class TestTextMasHierarchicalSampled(TestTextMas):
 def test_every_registered_method_has_a_conformance_subclass() -> None:
     covered = {cls.method for cls in MethodTests.__subclasses__()}
     assert set(METHODS) <= covered, set(METHODS) - covered
+
+
+class TestLatentTreeCompactAllLeaves(TestLatentTree):
+    config = {**TestLatentTree.config, "protocol": "compact", "keep": "all"}

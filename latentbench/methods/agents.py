@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from latentbench.config import ConfigError
 from latentbench.methods.generation import chat_text
-from latentbench.methods.prompts import fill, question_text
+from latentbench.methods.prompts import fill, latent_roles, question_text
 
 if TYPE_CHECKING:
     import torch
@@ -116,6 +116,24 @@ def fresh_turns(lm: LoadedModel, task: Task, example: Example, roles: list[str],
     question = question_text(task, example)
     texts = [chat_text(lm, fill(templates[role], question=question), system or None) for role in roles]
     return FreshTurns(texts, [token_ids(lm, text) for text in texts])
+
+
+def role_templates(protocol: str, prompt: str, answer_kind: str, overrides: dict[str, str]) -> dict[str, str]:
+    """Role -> prompt for a protocol (latentmas: the reference's set for the answer kind), with overrides."""
+    base = DEFAULT_ROLES if protocol == "compact" else latent_roles(prompt, answer_kind)
+    return {**base, **overrides}
+
+
+def protocol_prompts(lm: LoadedModel, task: Task, example: Example, *, protocol: str, agents: int,
+                     pipeline: tuple[str, ...], templates: dict[str, str], system: str) -> AgentPrompts:
+    """One question's turns in the ``AgentPrompts`` shape: compact (first turn, handoffs, solver), or the
+    reference's fresh turns (agent 0's turn first, each later agent's turn in place of a handoff, the
+    judger's turn in place of the solver's)."""
+    if protocol == "compact":
+        return agent_prompts(lm, task, example, agents, pipeline, templates)
+    roles = cycled_roles(agents, pipeline)
+    turns = fresh_turns(lm, task, example, [*roles, "judger"], templates, system)
+    return AgentPrompts(roles, turns.ids[0], turns.ids[1:agents], turns.ids[agents], turns.texts[0], turns.texts[-1])
 
 
 def as_batch(ids: list[int], rows: int, device: torch.device) -> torch.Tensor:

@@ -16,10 +16,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from latentbench.config import ConfigError, option
-from latentbench.methods.agents import DEFAULT_PIPELINE, DEFAULT_ROLES, check_roles, cycled_roles
+from latentbench.methods.agents import (
+    DEFAULT_PIPELINE,
+    DEFAULT_ROLES,
+    check_roles,
+    cycled_roles,
+    role_templates,
+)
 from latentbench.methods.agents import pipeline_roles as split_pipeline
 from latentbench.methods.base import Outcome
-from latentbench.methods.prompts import ROLES, SYSTEM, latent_roles
+from latentbench.methods.prompts import ROLES, SYSTEM
 
 if TYPE_CHECKING:
     from latentbench.models import LoadedModel
@@ -73,8 +79,7 @@ class LatentMasConfig:
 
     def templates(self, answer_kind: str) -> dict[str, str]:
         """Role -> prompt for this protocol (latentmas: the reference's set for the task's answer kind)."""
-        base = DEFAULT_ROLES if self.protocol == "compact" else latent_roles(self.prompt, answer_kind)
-        return {**base, **self.roles}
+        return role_templates(self.protocol, self.prompt, answer_kind, self.roles)
 
 
 class LatentMasMethod:

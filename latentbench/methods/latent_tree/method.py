@@ -1,15 +1,17 @@
 """``latent-tree``: multi-agent latent reasoning that branches, with outcome-supervised node values.
 
-Per question: the root is the first agent's prompt. Each agent expands every surviving path into k
+Per question: the root is the first agent's turn. Each agent expands every surviving path into k
 children: m latent steps (realigned last hidden state fed back as the next input), perturbed by seeded
-Gaussian noise so siblings differ, then the next agent's handoff prompt. Siblings of a whole level
+Gaussian noise so siblings differ, then the next agent's turn (``protocol=latentmas``, the default: a
+fresh turn with the question under the agent's role prompt, as latent-mas runs it; ``compact``: a short
+handoff). The leaves are decoded by the judger (latentmas: it reasons, then answers; compact: the solver). Siblings of a whole level
 advance as one batched forward over their parents' caches (re-indexed, never recomputed). At the last
 agent the top-K leaves by consistency are decoded by the solver and scored against the gold answer;
 every node's value is the share of correct decoded leaves below it (Monte-Carlo outcome supervision,
 as Math-Shepherd does for text steps).
 
-Consistency score: cosine similarity of a node's last hidden state to the mean last hidden state of
-all nodes at its depth — the latent analogue of self-consistency (paths that agree with the
+Consistency score: cosine similarity of a node's own last latent state (before the next agent's turn)
+to the mean of those of all nodes at its depth — the latent analogue of self-consistency (paths that agree with the
 consensus of their siblings rank first).
 
 Branching scheme: Gaussian perturbation of each latent input, ``e + τ·‖e‖·ε/√d`` with ε ~ N(0, I),
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from latentbench.methods.agents import agent_prompts, as_batch
+from latentbench.methods.agents import as_batch, protocol_prompts
 from latentbench.methods.base import Outcome
 from latentbench.methods.generation import eos_token_ids
 from latentbench.methods.latent_tree import record
@@ -74,7 +76,9 @@ class LatentTreeMethod:
 
     def grow(self, lm: LoadedModel, task: Task, example: Example, realign: Realignment) -> Outcome:
         cfg = self.config
-        prompts = agent_prompts(lm, task, example, cfg.agents, cfg.pipeline_roles, cfg.roles)
+        prompts = protocol_prompts(lm, task, example, protocol=cfg.protocol, agents=cfg.agents,
+                                   pipeline=cfg.pipeline_roles, templates=cfg.templates(task.card.answer_kind),
+                                   system=cfg.system_prompt)
         paths = prefill(lm, as_batch(prompts.first, 1, lm.device))
         nodes = [TreeNode(0, None, 0, 0, 0, prompts.roles[0], self._kv(paths, 0, 0, paths.length),
                           paths.hidden[0].clone())]
@@ -85,6 +89,7 @@ class LatentTreeMethod:
             children = [(parent, b) for parent in frontier for b in range(cfg.branches)]
             ids = [len(nodes) + i for i in range(len(children))]
             paths, latents, hiddens = latent_steps(lm, paths, cfg.latent_steps, realign, self._noise(example, ids, realign))
+            own_last = paths.hidden.clone()  # the node's own last latent state, before the next agent's turn
             forwards += cfg.latent_steps
             latent_total += cfg.latent_steps * len(children)
             if depth < cfg.agents:  # the next agent's turn opens on every child path
@@ -93,7 +98,7 @@ class LatentTreeMethod:
             frontier = []
             for row, ((parent, branch), node_id) in enumerate(zip(children, ids, strict=True)):
                 node = TreeNode(node_id, parent.node_id, depth, branch, depth - 1, prompts.roles[depth - 1],
-                                self._kv(paths, row, start, paths.length), paths.hidden[row].clone(),
+                                self._kv(paths, row, start, paths.length), own_last[row],
                                 latents[row].clone(), hiddens[row].clone())
                 nodes.append(node)
                 frontier.append(node)
@@ -131,7 +136,7 @@ class LatentTreeMethod:
                      solver_ids: list[int], max_new: int) -> int:
         """Decode the top-K leaves by consistency (ties: earlier leaf) in one batch; score them."""
         order = sorted(range(len(leaves)), key=lambda i: (-(leaves[i].consistency or 0.0), i))
-        kept = sorted(order[: self.config.keep])
+        kept = sorted(order if self.config.keep == "all" else order[: self.config.keep])
         for i, leaf in enumerate(leaves):
             leaf.kept = i in kept
         paths = paths.select(torch.tensor(kept, device=paths.mask.device))
@@ -152,7 +157,7 @@ class LatentTreeMethod:
         winner = next((n for n in decoded if n.prediction == best), decoded[0])
         tree = {"question_id": example.id.rsplit("/", 1)[-1], "gold": example.gold,
                 "config": json.dumps(asdict(self.config), sort_keys=True), "n_agents": self.config.agents,
-                "branching": self.config.branches, "top_k": self.config.keep, "n_nodes": len(nodes),
+                "branching": self.config.branches, "top_k": len(decoded), "n_nodes": len(nodes),
                 "n_leaves": len(decoded), "n_correct": sum(bool(n.correct) for n in decoded),
                 "prediction": best, "correct": bool(winner.correct)}
         tokens = sum(n.generated_tokens for n in decoded)
