@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from latentbench.config import ConfigError, option
-from latentbench.methods.agents import DEFAULT_PIPELINE, DEFAULT_ROLES, check_roles, pipeline_roles, role_templates
+from latentbench.methods.agents import (
+    DEFAULT_PIPELINE,
+    DEFAULT_ROLES,
+    check_roles,
+    pipeline_roles,
+    role_templates,
+)
 from latentbench.methods.prompts import ROLES, SYSTEM
 
 KvDtype = Literal["model", "float32", "float16", "bfloat16"]
