@@ -11,11 +11,11 @@ reference's protocol (``latent-mas``, ``text-mas``): every agent, the judger inc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from latentbench.config import ConfigError
+from latentbench.config import ConfigError, option
 from latentbench.methods.generation import chat_text
-from latentbench.methods.prompts import fill, latent_roles, question_text
+from latentbench.methods.prompts import ROLES, SYSTEM, fill, latent_roles, question_text
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +52,46 @@ def check_roles(pipeline: str, roles: dict[str, str], final: str = "solver") -> 
     if missing:
         raise ConfigError("pipeline", f"no prompt for role(s) {', '.join(missing)} "
                                       f"(roles has {', '.join(roles)}; add them with roles)")
+
+
+def check_protocol_roles(protocol: str, pipeline: str, overrides: dict[str, str]) -> None:
+    """The role checks of a ``protocol`` config: every role has a prompt (compact: the solver's too;
+    latentmas: the judger's too), and a latentmas override holds the ``{question}`` it is filled with."""
+    if protocol == "compact":
+        check_roles(pipeline, {**DEFAULT_ROLES, **overrides})
+        return
+    check_roles(pipeline, {**dict.fromkeys(ROLES, ""), **overrides}, final="judger")
+    for role, text in overrides.items():
+        if "{question}" not in text:
+            raise ConfigError("roles", f"{role}: needs {{question}} (protocol=latentmas puts it in every turn)")
+
+
+@dataclass
+class AgentTurnsConfig:
+    """Config fields of the latent multi-agent methods (latent-mas, latent-tree): how the turns are built."""
+
+    protocol: Literal["latentmas", "compact"] = option(
+        "latentmas", "latentmas: every agent re-prompted with the question behind the previous caches, the "
+                     "judger reasons then answers (the reference); compact: the question once, short handoff "
+                     "turns, a short solver turn (ours).")
+    prompt: Literal["sequential", "hierarchical"] = option(
+        "sequential", "Role prompt set of protocol=latentmas (the reference's --prompt).")
+    pipeline: str = option(DEFAULT_PIPELINE, "Roles of the latent agents, comma-separated, cycled.")
+    roles: dict[str, str] = option(
+        help="Role name -> prompt, over the protocol's own (latentmas: a template with {question}, the judger's "
+             "included; compact: the solver's included).", factory=dict)
+    system_prompt: str = option(SYSTEM, "System message of each latentmas turn (the reference's; empty: none).")
+
+    def __post_init__(self) -> None:
+        check_protocol_roles(self.protocol, self.pipeline, self.roles)
+
+    @property
+    def pipeline_roles(self) -> tuple[str, ...]:
+        return pipeline_roles(self.pipeline)
+
+    def templates(self, answer_kind: str) -> dict[str, str]:
+        """Role -> prompt for this protocol and the task's answer kind."""
+        return role_templates(self.protocol, self.prompt, answer_kind, self.roles)
 
 
 @dataclass

@@ -13,19 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from latentbench.config import ConfigError, option
 from latentbench.methods.agents import (
-    DEFAULT_PIPELINE,
-    DEFAULT_ROLES,
-    check_roles,
+    AgentTurnsConfig,
     cycled_roles,
-    role_templates,
 )
-from latentbench.methods.agents import pipeline_roles as split_pipeline
 from latentbench.methods.base import Outcome
-from latentbench.methods.prompts import ROLES, SYSTEM
 
 if TYPE_CHECKING:
     from latentbench.models import LoadedModel
@@ -34,12 +29,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class LatentMasConfig:
-    protocol: Literal["latentmas", "compact"] = option(
-        "latentmas", "latentmas: every agent re-prompted with the question behind the previous caches (the "
-                     "reference); compact: the question once, short handoff turns (ours).")
-    prompt: Literal["sequential", "hierarchical"] = option(
-        "sequential", "Role prompt set of protocol=latentmas (the reference's --prompt).")
+class LatentMasConfig(AgentTurnsConfig):
     agents: int = option(3, "Latent agents before the judger (solver).")
     latent_steps: int = option(4, "m: latent steps per agent (latentmas with 0: the judger sees no cache, as in "
                                   "the reference).")
@@ -50,11 +40,6 @@ class LatentMasConfig:
     temperature: float = option(0.0, "Judger's sampling temperature (0: greedy; the reference samples at 0.6).")
     top_p: float = option(0.95, "Judger's nucleus mass when sampling (the reference's 0.95).")
     batch_size: int = option(8, "Questions per batched forward.")
-    pipeline: str = option(DEFAULT_PIPELINE, "Roles of the latent agents, comma-separated, cycled.")
-    roles: dict[str, str] = option(
-        help="Role name -> prompt, over the protocol's own (latentmas: a template with {question}, the judger's "
-             "included; compact: the solver's included).", factory=dict)
-    system_prompt: str = option(SYSTEM, "System message of each latentmas turn (the reference's; empty: none).")
 
     def __post_init__(self) -> None:
         for name in ("agents", "batch_size"):
@@ -65,21 +50,7 @@ class LatentMasConfig:
                 raise ConfigError(name, "must be >= 0")
         if not 0 < self.top_p <= 1:
             raise ConfigError("top_p", "must be in (0, 1]")
-        if self.protocol == "compact":
-            check_roles(self.pipeline, {**DEFAULT_ROLES, **self.roles})
-            return
-        check_roles(self.pipeline, {**dict.fromkeys(ROLES, ""), **self.roles}, final="judger")
-        for role, text in self.roles.items():
-            if "{question}" not in text:
-                raise ConfigError("roles", f"{role}: needs {{question}} (protocol=latentmas puts it in every turn)")
-
-    @property
-    def pipeline_roles(self) -> tuple[str, ...]:
-        return split_pipeline(self.pipeline)
-
-    def templates(self, answer_kind: str) -> dict[str, str]:
-        """Role -> prompt for this protocol (latentmas: the reference's set for the task's answer kind)."""
-        return role_templates(self.protocol, self.prompt, answer_kind, self.roles)
+        super().__post_init__()
 
 
 class LatentMasMethod:

@@ -56,25 +56,7 @@ def sample_token(logits: torch.Tensor, temperature: float, top_p: float) -> torc
 def decode(lm: LoadedModel, paths: Paths | None, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
            max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0) -> tuple[list[list[int]], int]:
     """Prefill the prompt [batch, n] on ``paths`` (None: no cache in front), then decode each row until
-    EOS: greedy at temperature 0 (``greedy_decode`` itself), else sampled. Returns the new tokens per row
+    EOS: greedy at temperature 0, else sampled (``greedy_decode`` with a sampler). Returns the new tokens per row
     (EOS excluded) and the forward calls."""
-    eos = eos_token_ids(lm)
-    if temperature <= 0:
-        return greedy_decode(lm, paths, prompt_ids, max_new_tokens, eos, prompt_mask)  # type: ignore[arg-type]
-    paths = prefill(lm, prompt_ids, prompt_mask, paths=paths)
-    head = lm.model.get_output_embeddings()
-    tokens: list[list[int]] = [[] for _ in range(prompt_ids.shape[0])]
-    done = [False] * len(tokens)
-    forwards = 1
-    for _ in range(max_new_tokens):
-        next_ids = sample_token(head(paths.hidden), temperature, top_p)  # [batch]
-        for row, tok in enumerate(next_ids.tolist()):
-            if not done[row]:
-                done[row] = tok in eos
-                if not done[row]:
-                    tokens[row].append(tok)
-        if all(done):
-            break
-        paths = prefill(lm, next_ids[:, None], paths=paths)
-        forwards += 1
-    return tokens, forwards
+    choose = None if temperature <= 0 else (lambda logits: sample_token(logits, temperature, top_p))
+    return greedy_decode(lm, paths, prompt_ids, max_new_tokens, eos_token_ids(lm), prompt_mask, choose)

@@ -143,9 +143,11 @@ def latent_steps(lm: LoadedModel, paths: Paths, steps: int, realign: Realignment
 
 
 @torch.inference_mode()
-def greedy_decode(lm: LoadedModel, paths: Paths, prompt_ids: torch.Tensor, max_new_tokens: int,
-                  eos_ids: set[int], prompt_mask: torch.Tensor | None = None) -> tuple[list[list[int]], int]:
-    """Prefill ``prompt_ids`` [batch, n] on every path, then decode greedily until each row hits EOS.
+def greedy_decode(lm: LoadedModel, paths: Paths | None, prompt_ids: torch.Tensor, max_new_tokens: int,
+                  eos_ids: set[int], prompt_mask: torch.Tensor | None = None,
+                  choose: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[list[list[int]], int]:
+    """Prefill ``prompt_ids`` [batch, n] on every path (None: no cache in front), then decode until each row
+    hits EOS: greedily, or with ``choose`` ([batch, vocab] logits -> [batch] ids, e.g. a sampler).
     Returns the new tokens per row (EOS excluded) and the number of forward calls."""
     paths = prefill(lm, prompt_ids, prompt_mask, paths=paths)
     head = lm.model.get_output_embeddings()
@@ -154,7 +156,8 @@ def greedy_decode(lm: LoadedModel, paths: Paths, prompt_ids: torch.Tensor, max_n
     done = [False] * batch
     forwards = 1
     for _ in range(max_new_tokens):
-        next_ids = head(paths.hidden).argmax(-1)  # [batch]
+        logits = head(paths.hidden)  # [batch, vocab]
+        next_ids = logits.argmax(-1) if choose is None else choose(logits)  # [batch]
         for row, tok in enumerate(next_ids.tolist()):
             if not done[row]:
                 done[row] = tok in eos_ids
