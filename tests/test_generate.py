@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +62,29 @@ def test_node_kv_concatenates_to_the_path_cache(dataset: Path) -> None:
         if n["parent_id"] is not None:
             assert n["latent_ref"] is not None and ds.array("latent", n["latent_ref"]).shape[0] == SMALL["latent_steps"]
             assert by[n["parent_id"]]["depth"] == n["depth"] - 1
+
+
+def test_sibling_cosine_is_one_without_noise_and_below_with_it(dataset: Path, tiny_dir: Path, tmp_path: Path) -> None:
+    from latentbench.methods.latent_tree.record import tree_stats
+
+    noisy = tree_stats(open_dataset(dataset), cosines=True)
+    quiet = generate(GenerateRequest(task="gsm8k", limit=1, model=str(tiny_dir), output=str(tmp_path / "quiet"),
+                                     method_args={**SMALL, "latent_temperature": 0.0}, show_progress=False))
+    still = tree_stats(open_dataset(quiet), cosines=True)
+    assert still["sibling_latent_cosine"] == pytest.approx(1.0, abs=1e-5)
+    assert still["sibling_state_cosine"] == pytest.approx(1.0, abs=1e-5)
+    assert noisy["sibling_latent_cosine"] < 0.9  # default tau = 2 dominates the latent
+    assert noisy["decoded_leaves"] == 2 * SMALL["keep"] and noisy["trees"] == 2
+
+
+def test_control_none_tree_saves_nodes_without_latents(tiny_dir: Path, tmp_path: Path) -> None:
+    out = generate(GenerateRequest(task="gsm8k", limit=1, model=str(tiny_dir), output=str(tmp_path / "none"),
+                                   method_args={**SMALL, "control": "none"}, show_progress=False))
+    ds = open_dataset(out)
+    assert ds.validate() == []
+    inner = ds.table("nodes").filter(ds.table("nodes")["depth"] > 0)
+    assert inner.height == 6 and all(ds.array("latent", ref).shape[0] == 0 for ref in inner["latent_ref"])
+    assert json.loads(ds.table("trees")["config"][0])["control"] == "none"
 
 
 def test_replay_reproduces_every_kept_leaf_exactly(dataset: Path, tiny_dir: Path) -> None:

@@ -178,3 +178,41 @@ def test_keep_all_decodes_every_leaf_and_values_carry_their_leaf_count(lm, gsm8k
     leaves = [n for n in nodes if n.depth == 2]
     assert all(n.kept for n in leaves) and outcome.artifacts["tree"]["top_k"] == 4
     assert nodes[0].n_leaves == 4 and [n.n_leaves for n in nodes if n.depth == 1] == [2, 2]
+
+
+def test_leaf_stats_count_mixed_trees_and_distinct_answers() -> None:
+    import polars as pl
+
+    from latentbench.methods.latent_tree.record import leaf_stats
+
+    # tree a: leaves right, wrong, (no answer) -> mixed, 3 distinct; tree b: both right, same answer;
+    # inner nodes (kept null) and an undecoded leaf (kept False) do not count
+    nodes = pl.DataFrame({
+        "example_id": ["a", "a", "a", "a", "a", "b", "b", "b"],
+        "kept": [None, True, True, True, False, None, True, True],
+        "correct": [None, True, False, False, None, None, True, True],
+        "prediction": [None, "4", "5", None, "9", None, "7", "7"],
+    })
+    trees = pl.DataFrame({"example_id": ["a", "b"], "correct": [False, True]})
+    stats = leaf_stats(trees, nodes)
+    assert (stats["decoded_leaves"], stats["correct_leaves"]) == (5, 3)
+    assert stats["share_correct"] == pytest.approx(3 / 5)
+    assert stats["mixed_trees"] == pytest.approx(1 / 2)
+    assert stats["distinct_answers"] == pytest.approx((3 + 1) / 2)
+    assert stats["majority_accuracy"] == pytest.approx(1 / 2)
+
+
+def test_trees_decoded_in_one_batch_equal_trees_decoded_alone(lm, gsm8k_examples) -> None:
+    """batch_size > 1 left pads the trees' leaf caches (ragged questions) into one decoding batch."""
+    def texts(batch_size: int) -> tuple[list[list[str | None]], list[int]]:
+        cfg = LatentTreeConfig(agents=1, branches=2, latent_steps=2, keep="all", max_new_tokens=5,
+                               batch_size=batch_size)
+        outcomes = list(LatentTreeMethod(cfg).run(lm, get_task("gsm8k"), gsm8k_examples))
+        return [[n.text for n in o.artifacts["nodes"] if n.kept] for o in outcomes], [o.forward_passes for o in outcomes]
+
+    alone, alone_forwards = texts(1)
+    together, together_forwards = texts(3)
+    assert together == alone and all(t for tree in alone for t in tree)
+    grow = 1 + 2  # root prefill + latent steps
+    assert min(alone_forwards) > grow and sum(together_forwards) < sum(alone_forwards)
+    assert together_forwards[1:] == [grow, grow] and together_forwards[0] > grow

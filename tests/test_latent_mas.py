@@ -98,6 +98,49 @@ def test_latentmas_without_latent_steps_gives_the_judger_no_cache(lm, gsm8k, mon
     assert calls[0][0][1] is None and all(o.latent_steps == 0 for o in outcomes)
 
 
+def test_control_none_keeps_the_agents_turns_but_runs_no_latent_step(lm, gsm8k, monkeypatch) -> None:
+    import latentbench.methods.latent_ops as latent_ops
+    from latentbench.methods.agents import fresh_turns
+    from latentbench.methods.latent_mas import agent_roles
+
+    task, examples = gsm8k
+    calls = _record(monkeypatch, latent_ops, "decode", lambda lm, paths, *_: paths.mask.sum(-1).tolist())
+    method = make_method("latent-mas", {"agents": 2, "latent_steps": 3, "max_new_tokens": 2, "control": "none"})
+    outcomes = list(method.run(lm, task, examples[:2]))
+    cfg = method.config
+    turns = [fresh_turns(lm, task, ex, agent_roles(cfg), cfg.templates("number"), cfg.system_prompt)
+             for ex in examples[:2]]
+    assert calls[0][0] == [sum(len(ids) for ids in t.ids[:-1]) for t in turns]  # turns, no latent position
+    assert [(o.latent_steps, o.latent_budget) for o in outcomes] == [(0, 6), (0, 6)]
+
+
+@pytest.mark.parametrize("protocol", ["latentmas", "compact"])
+def test_control_noise_replaces_latents_by_random_vectors_of_the_same_norm(lm, gsm8k, monkeypatch,
+                                                                           protocol: str) -> None:
+    import latentbench.models.latent as latent
+
+    task, examples = gsm8k
+    seen: dict[str, list] = {}
+    real = latent._forward
+
+    def spy(lm_, cache, mask, *, input_ids=None, embeds=None):
+        if embeds is not None:
+            seen.setdefault(control, []).append(embeds[:, 0].clone())
+        return real(lm_, cache, mask, input_ids=input_ids, embeds=embeds)
+
+    monkeypatch.setattr(latent, "_forward", spy)
+    for control in ("off", "noise"):
+        _run(lm, task, examples[:2], "latent-mas", agents=2, latent_steps=2, max_new_tokens=1, protocol=protocol,
+             control=control)
+    target = latent.realignment(lm, 1e-3).target_norm
+    off, noise = torch.stack(seen["off"]), torch.stack(seen["noise"])
+    assert off.shape == noise.shape == (4, 2, lm.model.config.hidden_size)
+    assert torch.allclose(noise.norm(dim=-1), torch.full(noise.shape[:2], target), rtol=1e-4)
+    assert torch.allclose(off.norm(dim=-1), torch.full(off.shape[:2], target), rtol=1e-4)
+    cosine = torch.nn.functional.cosine_similarity(off, noise, dim=-1)
+    assert cosine.abs().max() < 0.5  # unrelated directions, not the model's latents
+
+
 def test_compact_protocol_is_the_handoff_loop(lm, gsm8k) -> None:
     """protocol=compact is the question once, short handoffs and a solver turn, decoded greedily."""
     from latentbench.methods.agents import DEFAULT_ROLES, agent_prompts

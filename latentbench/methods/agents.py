@@ -81,9 +81,19 @@ class AgentTurnsConfig:
         help="Role name -> prompt, over the protocol's own (latentmas: a template with {question}, the judger's "
              "included; compact: the solver's included).", factory=dict)
     system_prompt: str = option(SYSTEM, "System message of each latentmas turn (the reference's; empty: none).")
+    control: Literal["off", "noise", "none"] = option(
+        "off", "Control run: noise = every latent input replaced by a random vector of the same norm; none = "
+               "no latent steps, the agents' turns still in the cache (see docs/latent-tree.md).")
 
     def __post_init__(self) -> None:
         check_protocol_roles(self.protocol, self.pipeline, self.roles)
+        if self.control not in ("off", "noise", "none"):
+            raise ConfigError("control", "expected one of off, noise, none")
+
+    @property
+    def steps_run(self) -> int:
+        """Latent steps per agent actually run (0 under control=none)."""
+        return 0 if self.control == "none" else self.latent_steps  # type: ignore[attr-defined]
 
     @property
     def pipeline_roles(self) -> tuple[str, ...]:

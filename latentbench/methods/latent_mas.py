@@ -64,19 +64,20 @@ class LatentMasMethod:
         self.config = config
 
     def run(self, lm: LoadedModel, task: Task, examples: list[Example]) -> Iterator[Outcome]:
-        from latentbench.methods.latent_ops import identity_realignment
+        from latentbench.methods.latent_ops import controlled, identity_realignment
         from latentbench.models.latent import realignment
 
         cfg = self.config
         realign = realignment(lm, cfg.realign_lambda) if cfg.realign else identity_realignment(lm)
+        realign = controlled(realign, cfg.control)
         run_batch = _run_latentmas if cfg.protocol == "latentmas" else _run_compact
-        used = cfg.agents * cfg.latent_steps
+        used, budget = cfg.agents * cfg.steps_run, cfg.agents * cfg.latent_steps
         for batch_index, start in enumerate(range(0, len(examples), cfg.batch_size)):
             batch = examples[start:start + cfg.batch_size]
             prompts, tokens, forwards = run_batch(lm, task, batch, cfg, realign)
             texts = lm.tokenizer.batch_decode(tokens, skip_special_tokens=True)
             for ex, prompt, text, new in zip(batch, prompts, texts, tokens, strict=True):
-                yield Outcome(ex, prompt, [text], len(new), forwards, latent_steps=used, latent_budget=used,
+                yield Outcome(ex, prompt, [text], len(new), forwards, latent_steps=used, latent_budget=budget,
                               artifacts={"batch": batch_index})
 
 
@@ -96,7 +97,8 @@ def _run_latentmas(lm: LoadedModel, task: Task, batch: list[Example], cfg: Laten
 
     templates, roles = cfg.templates(task.card.answer_kind), agent_roles(cfg)
     turns = [fresh_turns(lm, task, ex, roles, templates, cfg.system_prompt) for ex in batch]
-    paths, forwards = agent_caches(lm, [t.ids[:-1] for t in turns], cfg.latent_steps, realign)
+    paths, forwards = agent_caches(lm, [t.ids[:-1] for t in turns], cfg.steps_run, realign,
+                                   keep_turns=cfg.control == "none")
     ids, mask = pad_left([t.ids[-1] for t in turns], lm.tokenizer.pad_token_id, lm.device)
     tokens, decoded = decode(lm, paths, ids, mask, cfg.max_new_tokens or task.card.max_new_tokens, cfg.temperature,
                              cfg.top_p)
@@ -115,8 +117,8 @@ def _run_compact(lm: LoadedModel, task: Task, batch: list[Example], cfg: LatentM
     paths = prefill(lm, *pad_left([p.first for p in prompts], pad, lm.device))
     forwards = 1
     for agent in range(cfg.agents):
-        paths, _, _ = latent_steps(lm, paths, cfg.latent_steps, realign)
-        forwards += cfg.latent_steps
+        paths, _, _ = latent_steps(lm, paths, cfg.steps_run, realign)
+        forwards += cfg.steps_run
         if agent < cfg.agents - 1:
             paths = prefill(lm, *pad_left([p.handoffs[agent] for p in prompts], pad, lm.device), paths=paths)
             forwards += 1

@@ -25,13 +25,28 @@ def identity_realignment(lm: LoadedModel) -> Realignment:
     return Realignment(eye, float(w_in.double().norm(dim=-1).mean()))
 
 
+class NoiseLatents(Realignment):
+    """The ``control=noise`` map: ignores the hidden state and returns a random direction at the norm a
+    real latent input gets (drawn from torch's global generator, which the run's --seed seeds)."""
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(hidden.shape, dtype=self.matrix.dtype, device=hidden.device)
+        return noise * (self.target_norm / noise.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+
+
+def controlled(realign: Realignment, control: str) -> Realignment:
+    """The latent map a config's ``control`` asks for (off and none: the real one)."""
+    return NoiseLatents(realign.matrix, realign.target_norm) if control == "noise" else realign
+
+
 def agent_caches(lm: LoadedModel, turns: list[list[list[int]]], steps: int,
-                 realign: Realignment) -> tuple[Paths | None, int]:
+                 realign: Realignment, keep_turns: bool = False) -> tuple[Paths | None, int]:
     """protocol=latentmas: each agent's fresh turn (``turns[row][agent]``, token ids) is appended to the
     previous agents' cache, then the agent runs ``steps`` latent steps. Returns the cache in front of the
     judger and the forward calls. None without latent steps: the reference then gives the judger no
-    cache (its methods/latent_mas.py:158), so the agents' turns are not run at all."""
-    if steps == 0:
+    cache (its methods/latent_mas.py:158), so the agents' turns are not run at all; ``keep_turns``
+    (control=none) keeps them."""
+    if steps == 0 and not keep_turns:
         return None, 0
     paths, forwards = None, 0
     for agent in range(len(turns[0])):

@@ -80,6 +80,25 @@ class Paths:
         return self.select(torch.arange(self.mask.shape[0], device=self.mask.device).repeat_interleave(k))
 
 
+def concat_paths(parts: list[Paths]) -> Paths:
+    """Paths of different lengths (e.g. several questions' trees) as one batch: each part's cache and
+    mask are left padded to the longest, so the pads stay masked and positions (from the mask) are
+    unchanged; each row computes what it computes alone, up to float rounding of batched kernels."""
+    from transformers import DynamicCache
+
+    longest = max(p.length for p in parts)
+    cache = DynamicCache()
+    for layer_index in range(len(parts[0].cache.layers)):
+        keys, values = [], []
+        for p in parts:
+            layer, pad = p.cache.layers[layer_index], longest - p.length
+            keys.append(torch.nn.functional.pad(layer.keys, (0, 0, pad, 0)))  # [batch, heads, seq, dim]
+            values.append(torch.nn.functional.pad(layer.values, (0, 0, pad, 0)))
+        cache.update(torch.cat(keys), torch.cat(values), layer_index)
+    mask = torch.cat([torch.nn.functional.pad(p.mask, (longest - p.length, 0)) for p in parts])
+    return Paths(cache, mask, torch.cat([p.hidden for p in parts]))
+
+
 @functools.cache
 def _cache_kwarg(model_class: type) -> str:
     """transformers renamed ``past_key_values`` to ``cache`` (5.2x); use whichever this version takes."""

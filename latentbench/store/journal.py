@@ -143,7 +143,8 @@ class Journal:
             f.write(_HEADER.pack(MAGIC, len(head)))
             f.write(head)
             for raw in arrays:
-                f.write(memoryview(np.ascontiguousarray(raw)).cast("B"))
+                if raw.nbytes:  # an empty item (e.g. a node without latent steps) has no bytes to cast
+                    f.write(memoryview(np.ascontiguousarray(raw)).cast("B"))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # the commit point

@@ -23,10 +23,12 @@ class LatentTreeConfig(AgentTurnsConfig):
     realign_lambda: float = option(1e-3, "Ridge λ of the realignment matrix.")
     max_new_tokens: int = option(0, "Judger's (compact: solver's) text budget per leaf (0: the task card's).")
     kv_dtype: KvDtype = option("model", "dtype of saved KV; model keeps replay bit-exact.")
+    batch_size: int = option(1, "Questions whose kept leaves are decoded in one batch (left padded): faster, "
+                                "but replay is bit-exact only at 1 (batched kernels round differently).")
     seed: int = option(0, "Seed of the branching noise (set by the run's --seed).")
 
     def __post_init__(self) -> None:
-        for name in ("agents", "branches"):
+        for name in ("agents", "branches", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, "must be >= 1")
         if self.keep != "all" and (not isinstance(self.keep, int) or self.keep < 1):

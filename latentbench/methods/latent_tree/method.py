@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -52,6 +52,19 @@ if TYPE_CHECKING:
     from latentbench.tasks import Example, Task
 
 
+@dataclass
+class _Grown:
+    """A tree grown down to its leaves, before decoding."""
+
+    example: Example
+    prompts: Any  # methods.agents prompts of its protocol
+    nodes: list[TreeNode]
+    leaves: list[TreeNode]
+    paths: Paths  # one path per leaf, in leaf order
+    forwards: int
+    latent_total: int
+
+
 class LatentTreeMethod:
     """Branching latent agents: k latent children per node, top-K leaves decoded, node values from outcomes."""
 
@@ -70,11 +83,35 @@ class LatentTreeMethod:
         return record.summarize(dataset)
 
     def run(self, lm: LoadedModel, task: Task, examples: list[Example]) -> Iterator[Outcome]:
-        realign = realignment(lm, self.config.realign_lambda)
-        for example in examples:
-            yield self.grow(lm, task, example, realign)
+        from latentbench.methods.latent_ops import controlled
+
+        realign = controlled(realignment(lm, self.config.realign_lambda), self.config.control)
+        for start in range(0, len(examples), self.config.batch_size):
+            yield from self.grow_batch(lm, task, examples[start:start + self.config.batch_size], realign)
 
     def grow(self, lm: LoadedModel, task: Task, example: Example, realign: Realignment) -> Outcome:
+        """One question's tree, decoded alone."""
+        return self.grow_batch(lm, task, [example], realign)[0]
+
+    def grow_batch(self, lm: LoadedModel, task: Task, examples: list[Example], realign: Realignment) -> list[Outcome]:
+        """Each question's tree grows alone; their kept leaves are then decoded in one batch. The decoding
+        forwards are counted on the first question's outcome, so the outcomes' forwards add up."""
+        grown = [self._grow_latent(lm, task, example, realign) for example in examples]
+        max_new = self.config.max_new_tokens or task.card.max_new_tokens
+        decoded = self._decode_kept(lm, task, grown, max_new)
+        outcomes = []
+        for i, tree in enumerate(grown):
+            assign_values(tree.nodes)
+            outcome = self._outcome(tree.example, tree.prompts.first_text, tree.nodes,
+                                    tree.forwards + (decoded if i == 0 else 0), tree.latent_total)
+            outcome.artifacts["tree"].update(
+                solver_prompt=tree.prompts.solver_text, max_new_tokens=max_new,
+                question=tree.example.question if task.card.publish_text else None)
+            outcomes.append(outcome)
+        return outcomes
+
+    def _grow_latent(self, lm: LoadedModel, task: Task, example: Example, realign: Realignment) -> _Grown:
+        """The tree's nodes down to its leaves (latent steps and turns; nothing decoded yet)."""
         cfg = self.config
         prompts = protocol_prompts(lm, task, example, protocol=cfg.protocol, agents=cfg.agents,
                                    pipeline=cfg.pipeline_roles, templates=cfg.templates(task.card.answer_kind),
@@ -88,10 +125,10 @@ class LatentTreeMethod:
             paths = paths.repeat(cfg.branches)  # [len(frontier) * k] paths, siblings adjacent
             children = [(parent, b) for parent in frontier for b in range(cfg.branches)]
             ids = [len(nodes) + i for i in range(len(children))]
-            paths, latents, hiddens = latent_steps(lm, paths, cfg.latent_steps, realign, self._noise(example, ids, realign))
+            paths, latents, hiddens = latent_steps(lm, paths, cfg.steps_run, realign, self._noise(example, ids, realign))
             own_last = paths.hidden.clone()  # the node's own last latent state, before the next agent's turn
-            forwards += cfg.latent_steps
-            latent_total += cfg.latent_steps * len(children)
+            forwards += cfg.steps_run
+            latent_total += cfg.steps_run * len(children)
             if depth < cfg.agents:  # the next agent's turn opens on every child path
                 paths = prefill(lm, as_batch(prompts.handoffs[depth - 1], len(children), lm.device), paths=paths)
                 forwards += 1
@@ -103,17 +140,11 @@ class LatentTreeMethod:
                 nodes.append(node)
                 frontier.append(node)
         self._score_depths(nodes)
-        max_new = cfg.max_new_tokens or task.card.max_new_tokens
-        forwards += self._decode_kept(lm, task, example, paths, frontier, prompts.solver, max_new)
-        assign_values(nodes)
-        outcome = self._outcome(example, prompts.first_text, nodes, forwards, latent_total)
-        outcome.artifacts["tree"].update(solver_prompt=prompts.solver_text, max_new_tokens=max_new,
-                                         question=example.question if task.card.publish_text else None)
-        return outcome
+        return _Grown(example, prompts, nodes, frontier, paths, forwards, latent_total)
 
     def _noise(self, example: Example, node_ids: list[int], realign: Realignment) -> Any:
         cfg = self.config
-        if cfg.latent_temperature == 0 or cfg.latent_steps == 0:
+        if cfg.latent_temperature == 0 or cfg.steps_run == 0:
             return None
         dim = realign.matrix.shape[0]
         scale = cfg.latent_temperature * realign.target_norm / dim ** 0.5
@@ -132,19 +163,27 @@ class LatentTreeMethod:
             for node, score in zip(level, consistency_scores(torch.stack([n.last_hidden for n in level])), strict=True):
                 node.consistency = score
 
-    def _decode_kept(self, lm: LoadedModel, task: Task, example: Example, paths: Paths, leaves: list[TreeNode],
-                     solver_ids: list[int], max_new: int) -> int:
-        """Decode the top-K leaves by consistency (ties: earlier leaf) in one batch; score them."""
-        order = sorted(range(len(leaves)), key=lambda i: (-(leaves[i].consistency or 0.0), i))
-        kept = sorted(order if self.config.keep == "all" else order[: self.config.keep])
-        for i, leaf in enumerate(leaves):
-            leaf.kept = i in kept
-        paths = paths.select(torch.tensor(kept, device=paths.mask.device))
-        tokens, forwards = greedy_decode(lm, paths, as_batch(solver_ids, len(kept), lm.device), max_new, eos_token_ids(lm))
+    def _decode_kept(self, lm: LoadedModel, task: Task, grown: list[_Grown], max_new: int) -> int:
+        """Decode each tree's top-K leaves by consistency (ties: earlier leaf), all trees in one batch
+        (left padded; a single tree needs no padding), and score them. Returns the forward calls."""
+        from latentbench.models.latent import concat_paths, pad_left
+
+        parts, solver_rows, decoded = [], [], []
+        for tree in grown:
+            leaves = tree.leaves
+            order = sorted(range(len(leaves)), key=lambda i: (-(leaves[i].consistency or 0.0), i))
+            kept = sorted(order if self.config.keep == "all" else order[: self.config.keep])
+            for i, leaf in enumerate(leaves):
+                leaf.kept = i in kept
+            parts.append(tree.paths.select(torch.tensor(kept, device=tree.paths.mask.device)))
+            solver_rows += [tree.prompts.solver] * len(kept)
+            decoded += [(tree.example, leaves[i]) for i in kept]
+        paths = parts[0] if len(parts) == 1 else concat_paths(parts)
+        ids, mask = pad_left(solver_rows, lm.tokenizer.pad_token_id, lm.device)
+        tokens, forwards = greedy_decode(lm, paths, ids, max_new, eos_token_ids(lm), mask)
         texts = lm.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-        decoded = [leaves[i] for i in kept]
-        scores = task.score_many([example] * len(texts), texts)
-        for leaf, text, new_tokens, score in zip(decoded, texts, tokens, scores, strict=True):
+        scores = task.score_many([example for example, _ in decoded], texts)
+        for (_, leaf), text, new_tokens, score in zip(decoded, texts, tokens, scores, strict=True):
             leaf.text, leaf.generated_tokens = text, len(new_tokens)
             leaf.prediction = score.extracted.get("flexible", score.extracted.get("program"))
             leaf.correct = score.correct[task.primary_variant]

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from latentbench.errors import DatasetIntegrityError, UsageError
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from latentbench.methods.base import Outcome
     from latentbench.methods.latent_tree.tree import TreeNode
     from latentbench.models import LoadedModel
@@ -44,11 +46,63 @@ def _node_row(ex: ExampleWriter, node: TreeNode) -> dict[str, Any]:
 
 
 def summarize(ds: Dataset) -> str:
+    s = tree_stats(ds)
+    return (f"trees={s['trees']} nodes={s['nodes']} decoded_leaves={s['decoded_leaves']} "
+            f"correct_leaves={s['correct_leaves']} share_correct={s['share_correct']:.3f} "
+            f"mixed_trees={s['mixed_trees']:.3f} distinct_answers={s['distinct_answers']:.2f} "
+            f"majority_accuracy={s['majority_accuracy']:.3f}")
+
+
+def tree_stats(ds: Dataset, *, cosines: bool = False) -> dict[str, Any]:
+    """Whether a dataset's labels carry signal: the share of correct decoded leaves, the share of
+    *mixed* trees (a correct and a wrong decoded leaf: only there do sibling values differ), distinct
+    extracted answers per tree (no answer counts as one), majority accuracy. ``cosines`` adds the mean
+    cosine between siblings' input latents (over steps) and between their last hidden states (reads
+    every node's arrays)."""
     trees, nodes = ds.table("trees"), ds.table("nodes")
-    leaves, correct = int(trees["n_leaves"].sum()), int(trees["n_correct"].sum())
-    majority = float(trees["correct"].mean()) if trees.height else 0.0
-    return (f"trees={trees.height} nodes={nodes.height} decoded_leaves={leaves} correct_leaves={correct} "
-            f"share_correct={correct / max(leaves, 1):.3f} majority_accuracy={majority:.3f}")
+    stats = leaf_stats(trees, nodes)
+    if cosines:
+        stats |= _sibling_cosines(ds, nodes)
+    return stats
+
+
+def leaf_stats(trees: pl.DataFrame, nodes: pl.DataFrame) -> dict[str, Any]:
+    """``tree_stats`` without the arrays, from the two tables."""
+    import polars as pl
+
+    per_tree = nodes.filter(pl.col("kept").fill_null(False)).group_by("example_id").agg(
+        n=pl.len(), right=pl.col("correct").fill_null(False).cast(pl.Int64).sum(),
+        answers=pl.col("prediction").fill_null("<none>").n_unique())
+    n_trees = max(trees.height, 1)
+    decoded, correct = int(per_tree["n"].sum() or 0), int(per_tree["right"].sum() or 0)
+    return {
+        "trees": trees.height, "nodes": nodes.height, "decoded_leaves": decoded, "correct_leaves": correct,
+        "share_correct": correct / max(decoded, 1),
+        "mixed_trees": int(((per_tree["right"] > 0) & (per_tree["right"] < per_tree["n"])).sum()) / n_trees,
+        "distinct_answers": float(per_tree["answers"].mean() or 0.0),
+        "majority_accuracy": float(trees["correct"].mean()) if trees.height else 0.0,
+    }
+
+
+def _sibling_cosines(ds: Dataset, nodes: pl.DataFrame) -> dict[str, float | None]:
+    import numpy as np
+
+    def cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # row-wise
+        return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+
+    latent, state = [], []
+    inner = nodes.filter(nodes["latent_ref"].is_not_null())
+    for group in inner.partition_by(["example_id", "parent_id"]):
+        rows = group.sort("branch_index").to_dicts()
+        arrays = [(np.asarray(ds.array("latent", r["latent_ref"]), np.float64),
+                   np.asarray(ds.array("hidden", r["hidden_ref"]), np.float64)) for r in rows]
+        arrays = [pair for pair in arrays if len(pair[0])]  # control=none: no latent steps, nothing to compare
+        for i in range(len(arrays)):
+            for j in range(i + 1, len(arrays)):
+                latent.append(float(cos(arrays[i][0], arrays[j][0]).mean()))
+                state.append(float(cos(arrays[i][1][-1], arrays[j][1][-1])))
+    return {"sibling_latent_cosine": float(np.mean(latent)) if latent else None,
+            "sibling_state_cosine": float(np.mean(state)) if state else None}
 
 
 @dataclass
