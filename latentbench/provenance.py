@@ -70,7 +70,31 @@ def git_dirty(repo: Path = REPO_ROOT) -> bool | None:
 
 def environment() -> dict[str, object]:
     return {"python": platform.python_version(), "platform": platform.platform(), "git_sha": git_sha(),
-            "git_dirty": git_dirty(), "packages": package_versions()}
+            "git_dirty": git_dirty(), "packages": package_versions(), "hardware": hardware()}
+
+
+def hardware() -> dict[str, object]:
+    """What the numbers were measured on: CPU model and cores, and the GPU if torch sees one."""
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, object] = {"cpu": cpu, "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                               else os.cpu_count(), "gpu": None}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
 
 
 def now() -> str:

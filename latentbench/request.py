@@ -22,3 +22,4 @@ class RunRequest:
     method_args: dict[str, Any] = field(default_factory=dict)  # method config field -> raw or typed value
     method_sources: dict[str, str] = field(default_factory=dict)  # field -> how the user wrote it (errors)
     show_progress: bool = True
+    command: list[str] | None = None  # the command line, recorded for reproduction (None: from Python)

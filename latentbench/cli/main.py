@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from latentbench.cli import methods, run, store
+from latentbench.cli import methods, report, run, store
 from latentbench.errors import LatentbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -38,7 +38,7 @@ def env_cmd() -> None:
     typer.echo(json.dumps(provenance.environment(), indent=2))
 
 
-for module in (run, methods, store):
+for module in (run, methods, store, report):
     module.register(app)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -48,7 +49,8 @@ def eval_cmd(
     values, sources = config_values(method_class(method).config_class, ctx.args, method_arg, config, f"--method {method}")
     req = EvalRequest(task=task, method=method, split=split, limit=limit, seed=seed, model=model, dtype=dtype,
                       device=device, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
-                      method_args=values, method_sources=sources, workers=workers)
+                      method_args=values, method_sources=sources, workers=workers,
+                      command=["latentbench", *sys.argv[1:]])
     record, path = evaluate(req)
     metrics = {k: round(v, 4) for k, v in {**record["metrics"], **record["method_metrics"]}.items()
                if isinstance(v, float)}

@@ -124,7 +124,8 @@ def _record(req: EvalRequest, task: Any, split: str, method: Any, lm: Any, quest
     return {
         "schema_version": "results.v2",
         "task": {"name": task.name, "split": split, "n": len(questions), "answer_kind": task.card.answer_kind,
-                 "data_source": str(data_dir) if data_dir else "hub"},
+                 "data_source": str(data_dir) if data_dir else "hub", "data_sha256": _data_sha256(task, split, data_dir)},
+        "command": req.command, "sandbox": _sandbox(task),
         "method": {"name": method.name, "config": config_dict(method.config)},
         "model": {**lm.describe(), "device": str(lm.device)},
         "seed": req.seed, "limit": req.limit, "leaderboard_eligible": req.limit is None,
@@ -135,6 +136,21 @@ def _record(req: EvalRequest, task: Any, split: str, method: Any, lm: Any, quest
                  "wall_time_s": round(sum(r["time_s"] for r in firsts), 3)},
         "environment": provenance.environment(), "samples_file": None,
     }
+
+
+def _data_sha256(task: Any, split: str, data_dir: Path | None) -> str | None:
+    """sha256 of the local file the split was read from (None: read from the Hub or a package)."""
+    path = data_dir / task.card.splits[split].file if data_dir else None
+    return provenance.sha256_file(path) if path is not None and path.is_file() else None
+
+
+def _sandbox(task: Any) -> str | None:
+    """The sandbox backend that ran model-written code; None for text tasks."""
+    if task.card.answer_kind != "code":
+        return None
+    from latentbench.tasks.sandbox import resolve_backend
+
+    return resolve_backend()
 
 
 def _forward_passes(firsts: list[dict[str, Any]]) -> int:

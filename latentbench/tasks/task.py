@@ -73,17 +73,7 @@ class Task:
         return [self._score_text(ex, out) for ex, out in zip(examples, outputs, strict=True)]
 
     def _score_text(self, example: Example, output: str) -> Score:
-        from latentbench.tasks import answers
-
-        extracted: dict[str, str | None] = {}
-        for variant in ("strict", "flexible"):
-            strict = variant == "strict"
-            if self.card.answer_kind == "number":
-                extracted[variant] = answers.extract_number(output, strict=strict)
-            else:
-                extracted[variant] = answers.extract_choice(output, example.choices, strict=strict)
-        correct = {v: _matches(self.card.answer_kind, value, example.gold) for v, value in extracted.items()}
-        return Score(extracted, correct)
+        return score_text(self.card.answer_kind, output, example.gold, example.choices)
 
     def _score_code(self, examples: list[Example], outputs: list[str], workers: int) -> list[Score]:
         """Extract each program, then run them all in the sandbox in parallel workers."""
@@ -114,6 +104,17 @@ class Task:
         return {"name": self.name, "answer_kind": self.card.answer_kind, "splits": list(self.card.splits),
                 "default_split": self.card.default_split, "license": self.card.license,
                 "description": self.card.description}
+
+
+def score_text(kind: str, output: str, gold: str, choices: dict[str, str] | None = None) -> Score:
+    """Score a number or choice ``output`` against ``gold`` without a Task (the metric modules use it too):
+    the strict and flexible readings and their verdicts. ``choices`` (letter -> option text) lets the
+    flexible choice reading fall back to an option's text."""
+    from latentbench.tasks import answers
+
+    found = answers.extract(output, kind, choices)  # type: ignore[arg-type]  # ValueError for "code"
+    extracted = {"strict": found.strict, "flexible": found.flexible}
+    return Score(extracted, {v: _matches(kind, value, gold) for v, value in extracted.items()})
 
 
 def _matches(kind: str, predicted: str | None, gold: str) -> bool:

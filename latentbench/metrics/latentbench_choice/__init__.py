@@ -1,0 +1,1 @@
+"""The latentbench_choice metric module (loaded by path with evaluate.load; see latentbench.metrics)."""
