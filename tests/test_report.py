@@ -93,3 +93,12 @@ def test_reproduce_refuses_a_record_without_its_samples_file(tmp_path: Path) -> 
     path = _record(tmp_path, "lonely")
     done = subprocess.run([sys.executable, "-m", "latentbench", "reproduce", str(path)], capture_output=True, text=True)
     assert done.returncode == 2 and "its samples file" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.real_model
+def test_a_committed_gsm8k_record_reproduces_on_its_first_five_questions(tmp_path: Path) -> None:
+    """The compact latent-mas record (short answers, so this stays quick on the embedded default)."""
+    record = next(p for p in (BOARD / "results").glob("gsm8k-test-latent-mas-*.json")
+                  if json.loads(p.read_text())["method"]["config"].get("protocol") == "compact")
+    result = reproduce(record, limit=5, output_path=str(tmp_path), show_progress=False)
+    assert result.questions == 5 and result.ok, result.render()

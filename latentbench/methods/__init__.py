@@ -20,7 +20,9 @@ METHODS: dict[str, str] = {
     "text-mas": "latentbench.methods.text_mas:TextMasMethod",
 }
 
-TRAINERS: dict[str, str] = {}  # trainer name (``latentbench train NAME``) -> "module:Class"
+TRAINERS: dict[str, str] = {  # trainer name (``latentbench train NAME``) -> "module:Class"
+    "prm": "latentbench.methods.latent_tree.prm:PrmTrainer",
+}
 
 
 def load_entry(spec: str) -> Any:

@@ -14,7 +14,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -113,13 +113,21 @@ class _Step:
 
 def _forward(lm: LoadedModel, paths_cache: DynamicCache | None, mask: torch.Tensor, *,
              input_ids: torch.Tensor | None = None, embeds: torch.Tensor | None = None) -> _Step:
-    new = (input_ids if input_ids is not None else embeds).shape[1]
-    positions = (mask.long().cumsum(-1) - 1).clamp_min(0)[:, -new:]
-    base = lm.model.base_model
-    out = base(input_ids=input_ids, inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-               use_cache=True, **{_cache_kwarg(type(base)): paths_cache})
+    out = run_body(lm.model.base_model, mask, cache=paths_cache, input_ids=input_ids, embeds=embeds)
     cache = out["cache"] if "cache" in out else out["past_key_values"]
     return _Step(cache, out.last_hidden_state[:, -1])
+
+
+def run_body(body: torch.nn.Module, mask: torch.Tensor, *, cache: DynamicCache | None = None,
+             input_ids: torch.Tensor | None = None, embeds: torch.Tensor | None = None) -> Any:
+    """One forward of a transformer body (a causal LM's ``base_model``) over new tokens or embeddings
+    appended to ``cache``; ``mask`` [batch, cached + new] marks left padding with 0 and positions come
+    from its cumulative sum, so pads (even mid-sequence) are skipped. Not in inference mode: the PRM
+    trains through it."""
+    new = (input_ids if input_ids is not None else embeds).shape[1]
+    positions = (mask.long().cumsum(-1) - 1).clamp_min(0)[:, -new:]
+    return body(input_ids=input_ids, inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                use_cache=True, **{_cache_kwarg(type(body)): cache})
 
 
 @torch.inference_mode()

@@ -7,7 +7,7 @@ seed), so the validation set stays put across runs, seeds and dataset orderings.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -85,7 +85,7 @@ class TrainData:
     """The ``table`` rows of every dataset in ``specs``, tagged with their source, split by question id."""
 
     def __init__(self, specs: Sequence[str | Path], table: str, *, val_fraction: float = 0.1,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, where: Callable[[dict[str, Any]], bool] | None = None) -> None:
         import polars as pl
 
         if not specs:
@@ -101,7 +101,8 @@ class TrainData:
         train, val = split_questions(ids, val_fraction)
         self._ids: dict[Split, list[str]] = {"train": train, "val": val}
         self._rows: dict[Split, list[dict[str, Any]]] = {
-            split: frame.filter(pl.col("example_id").is_in(q)).to_dicts() for split, q in self._ids.items()}
+            split: [row for row in frame.filter(pl.col("example_id").is_in(q)).to_dicts() if where is None or where(row)]
+            for split, q in self._ids.items()}  # ``where``: the trainer's row filter (keep_row)
         self._columns = [ds.table_spec(table).array_columns() for ds in self.datasets]
 
     def __repr__(self) -> str:

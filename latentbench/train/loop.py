@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 
 class Trainer(Protocol):
     """A learned part's training recipe. ``config`` is set by ``__init__``. Optionally
-    ``base_model_sha256() -> str | None`` names the frozen base model for provenance."""
+    ``base_model_sha256() -> str | None`` names the frozen base model for provenance,
+    ``keep_row(row) -> bool`` filters the table's rows, and ``val_metrics(module, data, device) -> dict``
+    adds metrics computed over the whole validation set (AUROC, correlations: not batch means)."""
 
     name: ClassVar[str]
     config_class: ClassVar[type[TrainConfig]]
@@ -77,8 +79,13 @@ def evaluate(trainer: Trainer, module: torch.nn.Module, data: TrainData, batch_s
             loss, extra = trainer.loss(module, send_to_device(trainer.collate(chunk, data), device))
             for key, value in {"loss": loss.item(), **extra}.items():
                 totals[key] = totals.get(key, 0.0) + float(value) * len(chunk)
+    metrics = {key: value / len(rows) for key, value in totals.items()}
+    if rows and hasattr(trainer, "val_metrics"):
+        with torch.no_grad(), preserved_rng():
+            module.eval()
+            metrics.update(trainer.val_metrics(module, data, device))
     module.train()
-    return {key: value / len(rows) for key, value in totals.items()}
+    return metrics
 
 
 def make_accelerator(device: str) -> Any:
@@ -100,7 +107,8 @@ def run_training(trainer: Trainer, datasets: list[str | Path], output: str | Pat
     config, out = trainer.config, Path(output)
     record = {"trainer": trainer.name, "config": config_dict(config)}
     latest = check_output(out, record, config.max_steps)
-    data = TrainData(datasets, trainer.table, val_fraction=config.val_fraction, limit=config.limit)
+    data = TrainData(datasets, trainer.table, val_fraction=config.val_fraction, limit=config.limit,
+                     where=getattr(trainer, "keep_row", None))
     hashes = [d["manifest_sha256"] for d in data.manifest_hashes()]
     check_datasets(out, latest, hashes)
     if ckpt.exported_steps(out) == config.max_steps:

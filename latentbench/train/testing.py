@@ -70,7 +70,8 @@ class TrainerTests:
         """Data and module as ``run_training`` makes them (same seed, so the same frozen parts)."""
         config = trainer.config
         set_seed(config.seed)
-        data = TrainData(datasets, trainer.table, val_fraction=config.val_fraction, limit=config.limit)
+        data = TrainData(datasets, trainer.table, val_fraction=config.val_fraction, limit=config.limit,
+                         where=getattr(trainer, "keep_row", None))
         return data, trainer.build(data)
 
     @pytest.fixture(scope="class")
@@ -106,7 +107,7 @@ class TrainerTests:
         for name, old in before.items():
             changed = not torch.equal(old, after[name].detach())
             if name in params and params[name].requires_grad:
-                assert changed or name.startswith(self.unused_parameters), f"trainable {name} did not change"
+                assert changed or any(u in name for u in self.unused_parameters), f"trainable {name} did not change"
             else:
                 assert not changed, f"frozen parameter or buffer {name} changed"
 
@@ -135,11 +136,13 @@ class TrainerTests:
 
     def test_split_shares_no_question(self, datasets: list[Path]) -> None:
         trainer = self.make_trainer()
-        data = TrainData(datasets, trainer.table, val_fraction=trainer.config.val_fraction)
+        data = TrainData(datasets, trainer.table, val_fraction=trainer.config.val_fraction,
+                         where=getattr(trainer, "keep_row", None))
         train, val = set(data.question_ids("train")), set(data.question_ids("val"))
         assert train and val and not train & val
-        assert {r["example_id"] for r in data.rows("train")} == train
-        assert {r["example_id"] for r in data.rows("val")} == val
+        # every row on its question's side (a trainer's keep_row may drop a question's rows)
+        assert data.rows("train") and {r["example_id"] for r in data.rows("train")} <= train
+        assert {r["example_id"] for r in data.rows("val")} <= val
 
     def test_provenance_names_every_dataset(self, datasets: list[Path], trained: Path) -> None:
         prov = json.loads((trained / PROVENANCE).read_text())

@@ -1,0 +1,163 @@
+"""Latent-PRM: the three heads through TrainerTests, learning a known labelling, and generator checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from latentbench.errors import UsageError
+from latentbench.methods.latent_tree.prm import PrmConfig, PrmTrainer, load_prm, node_metrics
+from latentbench.models import tiny_model
+from latentbench.store.synthetic import INFO
+from latentbench.store.writer import DatasetWriter
+from latentbench.train import run_training
+from latentbench.train.testing import TrainerTests, metric_lines
+
+HIDDEN, STEPS, LEAVES = 32, 2, 4
+LAYERS, KV_HEADS, HEAD_DIM = 2, 2, 16  # tiny_model("qwen2") KV shapes
+
+
+def write_trees(path: Path, questions: range, seed: int = 0, model: dict | None = None) -> Path:
+    """Trees root -> 2 children -> 2 grandchildren whose values are a known function of the path's
+    latent states: the share of correct leaves is high where the states' first coordinates sum high."""
+    w = DatasetWriter(path, kind="latent-tree", info={**INFO, "model": model or INFO["model"]}, chunk_elements=256,
+                      extra_kinds=["kv-shard"])
+    for q in questions:
+        rng = np.random.default_rng([seed, q])
+        with w.example(f"gsm8k/train/{q}") as ex:
+            rows, score = [], {0: 0.0}
+            for node, parent in enumerate([None, 0, 0, 1, 1, 2, 2]):
+                depth = 0 if parent is None else (1 if parent == 0 else 2)
+                hidden = rng.normal(size=(STEPS, HIDDEN)).astype(np.float32)
+                kv = rng.normal(size=(2, LAYERS, KV_HEADS, 3 if depth == 0 else STEPS, HEAD_DIM)).astype(np.float32)
+                score[node] = score[parent] + float(hidden[:, :4].sum()) if parent is not None else 0.0
+                correct = int(round(LEAVES / (1 + np.exp(-2 * score[node]))))
+                rows.append({"node_id": node, "parent_id": parent, "agent_index": max(depth - 1, 0), "depth": depth,
+                             "branch_index": (node - 1) % 2 if node else 0, "role": "planner",
+                             "n_leaves": LEAVES, "n_correct": correct, "value": correct / LEAVES, "label": correct > 0,
+                             "kept": True if depth == 2 else None,
+                             "hidden_ref": ex.add_array("hidden", hidden) if depth else None,
+                             "latent_ref": ex.add_array("latent", hidden) if depth else None,
+                             "kv_ref": ex.add_array("kv", kv, owner=f"nodes:{node}")})
+            ex.add_rows("nodes", rows)
+            ex.add_rows("trees", [{"question_id": str(q), "gold": "0", "config": "{}", "n_nodes": 7, "n_leaves": 4,
+                                   "n_correct": 0}])
+    w.finalize()
+    return path
+
+
+class PrmTests(TrainerTests):
+    trainer_class = PrmTrainer
+
+    def make_datasets(self, tmp_path: Path) -> list[Path]:
+        return [write_trees(tmp_path / "a", range(6)), write_trees(tmp_path / "b", range(6, 10), seed=1)]
+
+
+class TestMlpHead(PrmTests):
+    config_overrides = {"head": "mlp", "width": 16, "learning_rate": 1e-2}
+
+
+class TestBackboneHead(PrmTests):
+    @property
+    def config_overrides(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"head": "backbone", "backbone": str(_backbone()), "learning_rate": 1e-2}
+
+
+class TestKvHeadWithLora(PrmTests):
+    unused_parameters = ("lora_A",)  # LoRA's B starts at 0, so A gets no gradient on the first step
+
+    @property
+    def config_overrides(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"head": "kv", "backbone": str(_backbone()), "lora": True, "lora_rank": 2, "learning_rate": 1e-2}
+
+
+_BACKBONE: list[Path] = []
+
+
+def _backbone() -> Path:
+    """A tiny qwen2 saved once per session (class-level configs cannot take fixtures)."""
+    if not _BACKBONE:
+        import tempfile
+
+        path = Path(tempfile.mkdtemp(prefix="tiny-backbone-"))
+        lm = tiny_model("qwen2", seed=1)
+        lm.model.save_pretrained(path)
+        lm.tokenizer.save_pretrained(path)
+        _BACKBONE.append(path)
+    return _BACKBONE[0]
+
+
+def test_mlp_head_learns_a_known_labelling(tmp_path: Path) -> None:
+    data = [write_trees(tmp_path / "train", range(60))]
+    trainer = PrmTrainer(PrmConfig(head="mlp", width=64, max_steps=300, batch_size=32, learning_rate=3e-3,
+                                   eval_every=100, save_every=300, val_fraction=0.25))
+    run_training(trainer, data, tmp_path / "prm", show_progress=False)
+    val = metric_lines(tmp_path / "prm", "val")[-1]
+    assert val["auroc"] > 0.9, val
+    assert val["corr_depth2"] > 0.6 and val["brier"] < 0.1, val
+    train = metric_lines(tmp_path / "prm", "train")
+    assert np.mean([line["loss"] for line in train[-20:]]) < np.mean([line["loss"] for line in train[:20]])
+
+
+def test_rows_without_decoded_leaves_and_roots_are_left_out() -> None:
+    assert not PrmTrainer.keep_row({"depth": 0, "n_leaves": 4, "value": 0.5})
+    assert not PrmTrainer.keep_row({"depth": 2, "n_leaves": 0, "value": None})
+    assert PrmTrainer.keep_row({"depth": 1, "n_leaves": 1, "value": 0.0})
+
+
+def test_node_metrics_by_hand() -> None:
+    rows = [{"n_correct": c, "value": v, "depth": 1} for c, v in [(0, 0.0), (1, 0.25), (3, 0.75), (4, 1.0)]]
+    probs = np.array([0.1, 0.4, 0.3, 0.9])
+    out = node_metrics(probs, rows)
+    assert out["auroc"] == pytest.approx(1.0)  # the one negative scores below every positive
+    assert out["brier"] == pytest.approx(np.mean((probs - [0, 0.25, 0.75, 1.0]) ** 2))
+    assert out["corr_depth1"] == pytest.approx(np.corrcoef(probs, [0, 0.25, 0.75, 1.0])[0, 1])
+
+
+def test_kv_head_refuses_a_backbone_of_other_shapes(tmp_path: Path) -> None:
+    other = tmp_path / "wide"
+    lm = tiny_model("qwen2", seed=0, hidden_size=128)
+    lm.model.save_pretrained(other)
+    lm.tokenizer.save_pretrained(other)
+    trainer = PrmTrainer(PrmConfig(head="kv", backbone=str(other), max_steps=1))
+    with pytest.raises(UsageError, match=r"\(2, 2, 16\).*\(2, 2, 32\)"):
+        run_training(trainer, [write_trees(tmp_path / "d", range(4))], tmp_path / "out", show_progress=False)
+
+
+def test_datasets_of_two_generators_are_refused(tmp_path: Path) -> None:
+    a = write_trees(tmp_path / "a", range(3))
+    b = write_trees(tmp_path / "b", range(3, 6), model={"id": "other", "sha256": "cd" * 32})
+    with pytest.raises(UsageError, match="different generators"):
+        run_training(PrmTrainer(PrmConfig(max_steps=1)), [a, b], tmp_path / "out", show_progress=False)
+
+
+def test_a_prm_loads_for_its_generator_and_is_refused_for_another(tmp_path: Path) -> None:
+    out = tmp_path / "prm"
+    run_training(PrmTrainer(PrmConfig(head="mlp", width=8, max_steps=2)), [write_trees(tmp_path / "d", range(6))],
+                 out, show_progress=False)
+    assert json.loads((out / "provenance.json").read_text())["base_model_sha256"] == INFO["model"]["sha256"]
+    generator = tiny_model("llama", hidden_size=HIDDEN)
+    generator.weights_sha256 = INFO["model"]["sha256"]
+    module, config = load_prm(out, generator)
+    assert config.head == "mlp" and module(
+        {"states": torch.zeros(1, 2, HIDDEN), "mask": torch.ones(1, 2, dtype=torch.long)}).shape == (1,)
+    generator.weights_sha256 = "ef" * 32
+    with pytest.raises(UsageError, match="trained on latents of generator weights abababababab"):
+        load_prm(out, generator)
+
+
+def test_train_prm_from_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = write_trees(tmp_path / "d", range(6))
+    cmd = [sys.executable, "-m", "latentbench", "train", "prm", str(data), "--head", "mlp", "--width", "8",
+           "--max-steps", "3", "--output", str(tmp_path / "out")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "step 3" in done.stdout and (tmp_path / "out" / "model.safetensors").is_file()
