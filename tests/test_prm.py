@@ -161,3 +161,77 @@ def test_train_prm_from_the_command_line(tmp_path: Path) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "step 3" in done.stdout and (tmp_path / "out" / "model.safetensors").is_file()
+    info = subprocess.run([sys.executable, "-m", "latentbench", "info", str(tmp_path / "out")], capture_output=True,
+                          text=True)
+    assert info.returncode == 0, info.stderr
+    assert "prm" in info.stdout and INFO["model"]["sha256"] in info.stdout and str(data.resolve()) in info.stdout
+
+
+# -- PRM-guided search on a tiny generator -----------------------------------------------------------------
+TREE = {"agents": 2, "branches": 2, "latent_steps": 2, "keep": "all", "max_new_tokens": 3}
+
+
+@pytest.fixture(scope="module")
+def generator_trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny generator saved to disk (so it has a weights sha256) and a latent-tree dataset it made."""
+    from latentbench.generate import GenerateRequest, generate
+
+    root = tmp_path_factory.mktemp("generator")
+    lm = tiny_model("qwen2", seed=2)
+    lm.model.save_pretrained(root / "model")
+    lm.tokenizer.save_pretrained(root / "model")
+    data = generate(GenerateRequest(task="gsm8k", limit=4, model=str(root / "model"), output=str(root / "trees"),
+                                    method_args=TREE, show_progress=False))
+    return root / "model", data
+
+
+@pytest.mark.parametrize("head", ["mlp", "kv"])
+def test_prm_guided_beam_search_runs_end_to_end(generator_trees, tmp_path: Path, head: str) -> None:
+    from latentbench.eval.evaluator import EvalRequest, evaluate
+    from latentbench.store import open_dataset
+
+    model, trees = generator_trees
+    overrides = {"backbone": str(model)} if head == "kv" else {"width": 8}
+    run_training(PrmTrainer(PrmConfig(head=head, max_steps=2, batch_size=4, **overrides)), [trees], tmp_path / "prm",
+                 show_progress=False)
+    args = {**TREE, "prm": str(tmp_path / "prm"), "beam": 1, "select": "prm"}
+    record, path = evaluate(EvalRequest(task="gsm8k", method="latent-tree", limit=2, model=str(model),
+                                        output_path=str(tmp_path / "eval"), method_args=args, show_progress=False))
+    assert record["task"]["n"] == 2 and 0 <= record["method_metrics"]["prm_score"] <= 1
+    rows = [json.loads(line) for line in (path.parent / record["samples_file"]).read_text().splitlines()]
+    assert all(0 <= r["metrics"]["prm_score"] <= 1 for r in rows)
+
+    from latentbench.generate import GenerateRequest, generate
+
+    out = generate(GenerateRequest(task="gsm8k", limit=1, model=str(model), output=str(tmp_path / "beam"),
+                                   method_args=args, show_progress=False))
+    nodes = open_dataset(out).table("nodes")
+    assert nodes.height == 1 + 2 + 2  # beam 1: one survivor per level expands
+    assert nodes.filter(nodes["depth"] > 0)["prm_score"].is_not_null().all()
+    assert nodes["kept"].fill_null(False).sum() == 1
+
+
+def test_select_rules_pick_the_right_leaf() -> None:
+    from latentbench.methods.latent_tree.method import select_leaf
+    from latentbench.methods.latent_tree.tree import TreeNode
+
+    def leaf(i: int, prediction: str, correct: bool, prm: float) -> TreeNode:
+        return TreeNode(i, 0, 1, i, 0, "planner", torch.zeros(1), torch.zeros(1), prediction=prediction,
+                        correct=correct, prm_score=prm)
+
+    decoded = [leaf(1, "5", False, 0.2), leaf(2, "7", True, 0.9), leaf(3, "5", False, 0.1)]  # most consistent first
+    assert select_leaf(decoded, "majority").node_id == 1
+    assert select_leaf(decoded, "consistency").node_id == 1
+    assert select_leaf(decoded, "prm").node_id == 2
+    assert select_leaf(decoded, "oracle").node_id == 2
+    assert select_leaf([decoded[0], decoded[2]], "oracle").node_id == 1  # no correct leaf: the majority pick
+
+
+def test_beam_or_prm_selection_without_a_prm_is_refused() -> None:
+    from latentbench.config import ConfigError
+    from latentbench.methods.latent_tree.config import LatentTreeConfig
+
+    with pytest.raises(ConfigError, match="beam"):
+        LatentTreeConfig(beam=2)
+    with pytest.raises(ConfigError, match="select=prm"):
+        LatentTreeConfig(select="prm")

@@ -28,9 +28,15 @@ def validate(path: Annotated[Path, typer.Argument(help="Dataset directory.")]) -
                f"{len(m['files']) + 1} files verified)")
 
 
-def info(spec: Annotated[str, typer.Argument(help="Dataset directory or Hub id owner/name[@revision].")]) -> None:
-    """Summarise a dataset from its manifest."""
+def info(spec: Annotated[str, typer.Argument(help="Dataset directory, Hub id owner/name[@revision], or a "
+                                                  "`latentbench train` output.")]) -> None:
+    """Summarise a dataset from its manifest, or a trained checkpoint from its provenance."""
     from latentbench.store.reader import open_dataset
+    from latentbench.train.checkpoint import PROVENANCE, describe
+
+    if (Path(spec) / PROVENANCE).is_file():
+        _print_pairs(describe(Path(spec)))
+        return
 
     ds = open_dataset(spec)
     m = ds.manifest
@@ -55,6 +61,10 @@ def info(spec: Annotated[str, typer.Argument(help="Dataset directory or Hub id o
         lines.append((f"array {name}", f"{a['items']} tensors, {a['dtype']}, {a['elements']} elements, "
                                        f"{a['codec']}, {_size(on_disk)} on disk"))
     lines.append(("size", f"{len(m['files']) + 1} files, {_size(size)}"))
+    _print_pairs(lines)
+
+
+def _print_pairs(lines: list[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         typer.echo(f"{key:<{width}}  {value}")

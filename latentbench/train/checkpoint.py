@@ -163,3 +163,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def describe(output: Path) -> list[tuple[str, str]]:
+    """What ``latentbench info`` prints for a training output: trainer, config, what it was trained on
+    (datasets, base model), steps, the last validation metrics."""
+    record, prov = read_json(output / CONFIG) or {}, read_json(output / PROVENANCE) or {}
+    lines = [("path", str(output)), ("trainer", str(record.get("trainer", "?"))),
+             ("config", json.dumps(record.get("config", {}), sort_keys=True)),
+             ("steps", str(prov.get("steps", "unfinished"))),
+             ("trained on", str(prov.get("base_model_sha256") or "-") + " (base/generator model weights sha256)")]
+    for i, ds in enumerate(prov.get("datasets", [])):
+        lines.append((f"dataset {i}", f"{ds['path']} ({ds['kind']} v{ds['version']}, manifest sha256 "
+                                      f"{ds['manifest_sha256'][:12]}…)"))
+    lines += [("created", str(prov.get("created", "-"))), ("git", str(prov.get("git_sha") or "-"))]
+    metrics = output / "metrics.jsonl"
+    if metrics.is_file():
+        val = [json.loads(line) for line in metrics.read_text().splitlines() if '"val"' in line]
+        if val:
+            lines.append(("last validation", ", ".join(f"{k}={v:.4g}" for k, v in val[-1].items()
+                                                       if isinstance(v, float))))
+    return lines

@@ -74,6 +74,8 @@ class LatentTreeMethod:
 
     def __init__(self, config: LatentTreeConfig) -> None:
         self.config = config
+        self._prm: Any = None  # (module, PrmConfig) once loaded for a generator
+
 
     def write(self, ex: ExampleWriter, outcome: Outcome, kind: str) -> None:
         record.write_tree(ex, outcome)
@@ -86,6 +88,10 @@ class LatentTreeMethod:
         from latentbench.methods.latent_ops import controlled
 
         realign = controlled(realignment(lm, self.config.realign_lambda), self.config.control)
+        if self.config.prm and self._prm is None:
+            from latentbench.methods.latent_tree.prm import load_prm
+
+            self._prm = load_prm(self.config.prm, lm)
         for start in range(0, len(examples), self.config.batch_size):
             yield from self.grow_batch(lm, task, examples[start:start + self.config.batch_size], realign)
 
@@ -139,8 +145,45 @@ class LatentTreeMethod:
                                 latents[row].clone(), hiddens[row].clone())
                 nodes.append(node)
                 frontier.append(node)
+            if self._prm is not None:
+                paths, frontier = self._score_and_prune(paths, frontier, nodes, last=depth == cfg.agents)
         self._score_depths(nodes)
         return _Grown(example, prompts, nodes, frontier, paths, forwards, latent_total)
+
+    def _score_and_prune(self, paths: Paths, level: list[TreeNode], nodes: list[TreeNode],
+                         last: bool) -> tuple[Paths, list[TreeNode]]:
+        """PRM scores for a level's nodes (on the same inputs it was trained on: the path's latent states,
+        or its cache as saved), then, with ``beam``, only the B best paths go on (ties: earlier node)."""
+        from latentbench.methods.latent_tree.prm import states_batch
+
+        module, prm_config = self._prm
+        by_id = {n.node_id: n for n in nodes}
+
+        def path_states(node: TreeNode) -> torch.Tensor:
+            chain = [node]
+            while chain[-1].parent_id is not None and by_id[chain[-1].parent_id].hidden is not None:
+                chain.append(by_id[chain[-1].parent_id])
+            return torch.cat([n.hidden.float() for n in reversed(chain)])
+
+        with torch.no_grad():
+            if prm_config.head == "kv":
+                layers = paths.cache.layers
+                kv = torch.stack([torch.stack([layer.keys for layer in layers], 1),
+                                  torch.stack([layer.values for layer in layers], 1)], 1)
+                batch = {"kv": kv.float(), "mask": paths.mask}  # [B, 2, layers, kv_heads, S, head_dim]
+            else:
+                batch = states_batch([path_states(n) for n in level])
+            scores = module(batch).sigmoid().tolist()
+        for node, score in zip(level, scores, strict=True):
+            node.prm_score = float(score)
+        beam = self.config.beam
+        if beam is None or beam >= len(level):
+            return paths, level
+        best = sorted(sorted(range(len(level)), key=lambda i: (-scores[i], i))[:beam])
+        if last:
+            for i in set(range(len(level))) - set(best):
+                level[i].kept = False  # a pruned leaf is not decoded
+        return paths.select(torch.tensor(best, device=paths.mask.device)), [level[i] for i in best]
 
     def _noise(self, example: Example, node_ids: list[int], realign: Realignment) -> Any:
         cfg = self.config
@@ -191,14 +234,29 @@ class LatentTreeMethod:
 
     def _outcome(self, example: Example, prompt: str, nodes: list[TreeNode], forwards: int, latent: int) -> Outcome:
         decoded = sorted((n for n in nodes if n.kept), key=lambda n: -(n.consistency or 0.0))
-        votes = Counter(n.prediction for n in decoded if n.prediction is not None)
-        best = votes.most_common(1)[0][0] if votes else None  # majority; ties -> most consistent
-        winner = next((n for n in decoded if n.prediction == best), decoded[0])
+        winner = select_leaf(decoded, self.config.select)
+        best = winner.prediction
         tree = {"question_id": example.id.rsplit("/", 1)[-1], "gold": example.gold,
                 "config": json.dumps(asdict(self.config), sort_keys=True), "n_agents": self.config.agents,
                 "branching": self.config.branches, "top_k": len(decoded), "n_nodes": len(nodes),
                 "n_leaves": len(decoded), "n_correct": sum(bool(n.correct) for n in decoded),
                 "prediction": best, "correct": bool(winner.correct)}
         tokens = sum(n.generated_tokens for n in decoded)
+        metrics = {"prm_score": winner.prm_score} if winner.prm_score is not None else {}
         return Outcome(example, prompt, [winner.text or ""], tokens, forwards, latent_steps=latent,
-                       latent_budget=latent, artifacts={"tree": tree, "nodes": nodes})
+                       latent_budget=latent, artifacts={"tree": tree, "nodes": nodes}, metrics=metrics)
+
+
+def select_leaf(decoded: list[TreeNode], rule: str) -> TreeNode:
+    """The final pick among decoded leaves (``decoded`` sorted most consistent first): majority answer
+    (ties: the most consistent), the most consistent leaf, the best PRM score, or the oracle (a correct
+    leaf if any, else the majority pick)."""
+    if rule == "consistency":
+        return decoded[0]
+    if rule == "prm":
+        return max(decoded, key=lambda n: n.prm_score if n.prm_score is not None else -1.0)  # first on ties
+    if rule == "oracle" and any(n.correct for n in decoded):
+        return next(n for n in decoded if n.correct)
+    votes = Counter(n.prediction for n in decoded if n.prediction is not None)
+    best = votes.most_common(1)[0][0] if votes else None
+    return next((n for n in decoded if n.prediction == best), decoded[0])

@@ -39,6 +39,7 @@ def _node_row(ex: ExampleWriter, node: TreeNode) -> dict[str, Any]:
         "consistency": node.consistency, "n_leaves": node.n_leaves, "n_correct": node.n_correct,
         "value": node.value, "label": node.label, "text": node.text, "prediction": node.prediction,
         "correct": node.correct, "kept": node.kept, "new_positions": int(node.kv.shape[3]),
+        "prm_score": node.prm_score,
         "latent_ref": ex.add_array("latent", node.latent) if node.latent is not None else None,
         "hidden_ref": ex.add_array("hidden", node.hidden) if node.hidden is not None else None,
         "kv_ref": ex.add_array("kv", node.kv, owner=owner),

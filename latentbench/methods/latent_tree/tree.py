@@ -26,6 +26,7 @@ class TreeNode:
     prediction: str | None = None
     correct: bool | None = None
     generated_tokens: int = 0
+    prm_score: float | None = None
     n_leaves: int = 0
     n_correct: int = 0
 
