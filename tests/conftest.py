@@ -38,3 +38,23 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"benchmark data dir {path} is missing; set LATENTBENCH_DATA_DIR (CI uses ../shared/data)")
     return path
+
+
+_SAVED: dict[tuple[str, int, int], Path] = {}
+
+
+def saved_tiny_model(arch: str = "llama", seed: int = 0, hidden_size: int = 64) -> Path:
+    """A tiny random model saved to a temporary dir once per session, to pass as ``--model PATH`` (loaded
+    from disk it has a weights sha256, as a real model does)."""
+    import tempfile
+
+    from latentbench.models import tiny_model
+
+    key = (arch, seed, hidden_size)
+    if key not in _SAVED:
+        path = Path(tempfile.mkdtemp(prefix=f"tiny-{arch}-{seed}-"))
+        lm = tiny_model(arch, seed=seed, hidden_size=hidden_size)
+        lm.model.save_pretrained(path)
+        lm.tokenizer.save_pretrained(path)
+        _SAVED[key] = path
+    return _SAVED[key]

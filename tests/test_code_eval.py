@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import gzip
 import json
+import marshal
 import math
 import os
+import signal
 import socket
+import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sandbox_attacks as attacks
+from sandbox_attacks import BACKENDS, HAS_UNSHARE, assert_nothing_left, bwrap_only
 
 from latentbench.errors import DataFormatError, DataNotFoundError, UsageError
 from latentbench.paths import cache_dir
-from latentbench.tasks import sandbox
 from latentbench.tasks.code_eval import (
     CodeProblem,
     expected_outputs,
@@ -23,8 +29,7 @@ from latentbench.tasks.code_eval import (
     problem_hash,
     score_programs,
 )
-
-bwrap_only = pytest.mark.skipif(not sandbox.bwrap_works(), reason="needs bubblewrap for this guarantee")
+from latentbench.tasks.code_harness import decode, encode
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +53,8 @@ def _stub(problem: CodeProblem) -> str:
     return problem.prompt + f"def {problem.entry_point}(*args, **kwargs):\n    pass\n"
 
 
-def _synthetic(atol: float = 0.0, inputs: list | None = None) -> CodeProblem:
-    return CodeProblem("Synthetic/1", '"""Area of a circle."""\n', "area", "def area(r):\n    return 3.14159 * r * r\n",
+def _synthetic(atol: float = 0.0, inputs: list | None = None, entry: str = "area") -> CodeProblem:
+    return CodeProblem("Synthetic/1", '"""Area of a circle."""\n', entry, f"def {entry}(r):\n    return 3.14159 * r * r\n",
                        "mbppplus", base_input=inputs or [[1.0], [2.0], [0.5]], plus_input=[[10.0], [3.0]], atol=atol)
 
 
@@ -173,55 +178,139 @@ def test_length_mismatch_is_a_usage_error() -> None:
 
 
 # --- hostile programs ----------------------------------------------------------------------------------
+# Each does its attack and then returns the right answer, so it passes only if the attack worked.
 
 HOSTILE = {
     "infinite_loop": "    while True:\n        pass\n",
     "fork_bomb": "    import os\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n",
-    "alloc_4gb": "    b = bytearray(4 * 2**30)\n    return True\n",
+    "alloc_4gb": "    b = bytearray(4 * 2**30)\n",
     "os_exit": "    import os\n    os._exit(0)\n",
     "sys_exit": "    import sys\n    sys.exit(0)\n",
-    "kill_parent": "    import os\n    os.kill(os.getppid(), 9)\n    return True\n",
     "stdout_flood": "    import sys\n    for _ in range(1024):\n        sys.stdout.write('x' * 2**20)\n",
     "report_fd_flood": "    import os\n    for _ in range(1024):\n        for fd in range(3, 8):\n"
                        "            try:\n                os.write(fd, b'x' * 2**20)\n            except OSError:\n"
                        "                pass\n",
-    "fake_pass_lines": "    import os\n    for fd in range(1, 8):\n        try:\n"
-                       "            os.write(fd, b'base pass\\nplus pass\\n')\n        except OSError:\n            pass\n"
-                       "    os._exit(0)\n",
+    "fake_verdicts": "    import os, struct\n    for fd in range(1, 8):\n        for kind in b'RPV':\n            try:\n"
+                     "                os.write(fd, struct.pack('>cI', bytes([kind]), 0))\n"
+                     "            except OSError:\n                pass\n    os._exit(0)\n",
+    "kill_parent": "    import os\n    os.kill(os.getppid(), 9)\n",
+    "kill_harness": "    import os, signal\n    os.kill({test_pid}, signal.SIGUSR1)\n",
+    "ptrace_parent": "    import ctypes, os\n    assert ctypes.CDLL(None).ptrace(16, os.getppid(), 0, 0) == 0\n",
+    "ctypes_kill": "    import ctypes\n    ctypes.CDLL(None).kill({test_pid}, 10)\n",
+    "posix_spawn": "    import os\n    os.posix_spawn('/bin/sh', ['sh', '-c', 'touch {marker_file}'], {{}})\n",
+    "setsid_child": "    import os, time\n    if os.fork() == 0:\n        os.setsid()\n        time.sleep(60)\n",
+    "patch_the_test": "    import gc\n    for o in gc.get_objects():\n        if getattr(o, '__name__', '') == 'check':\n"
+                      "            o.__code__ = (lambda candidate: None).__code__\n    return -1\n",
+    "forged_eq": "    class Yes:\n        def __eq__(self, other):\n            return True\n"
+                 "        __hash__ = object.__hash__\n    return Yes()\n",
+    "forged_hash": "    class Zero:\n        def __hash__(self):\n            return 0\n        def __eq__(self, other):\n"
+                   "            return True\n    return Zero()\n",
+    "int_subclass": "    class Int(int):\n        def __eq__(self, other):\n            return True\n"
+                    "        __hash__ = int.__hash__\n    return Int(-1)\n",
+    # isolation: only bubblewrap hides the host
+    "read_home_canary": "    assert 0, open({home_canary!r}).read()\n",
+    "read_tmp_canary": "    assert 0, open({tmp_canary!r}).read()\n",
+    "unlink_ctypes": "    import ctypes\n    assert ctypes.CDLL(None).unlink({tmp_canary!r}.encode()) == 0\n",
+    "write_outside": "    open({repo_file!r}, 'w').write('x')\n",
+    # namespaces: bubblewrap, or the fallback where unshare works
+    "proc_environ": "    import os\n    found = []\n    for p in os.listdir('/proc'):\n        try:\n"
+                    "            found.append(open(f'/proc/{{p}}/environ', 'rb').read())\n        except OSError:\n"
+                    "            pass\n    assert 0, [f for f in found if b'LB_SECRET' in f]\n",
+    "socket": "    import socket\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n",
 }
+ISOLATION = {"read_home_canary", "read_tmp_canary", "unlink_ctypes", "write_outside"}
+NAMESPACES = {"proc_environ", "socket", "setsid_child"}
 
 
+def _double() -> CodeProblem:
+    """A HumanEval-style problem whose entry point names this test process (to find leftovers by)."""
+    entry = f"double_{os.getpid()}"
+    test = ("def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(-3) == -6\n"
+            "    assert {candidate(0)} == {0} and {'k': candidate(1)} == {'k': 2}\n")
+    return CodeProblem("Hostile/0", f"def {entry}(x):\n    \"\"\"Twice x.\"\"\"\n", entry, "    return 2 * x\n",
+                       "humaneval", test=test)
+
+
+@pytest.fixture
+def attack(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """What the hostile programs aim at, checked untouched afterwards: canaries in the home directory
+    and the host's /tmp, a file in the repo, a listening socket, a secret environment, our own process
+    (a SIGUSR1 handler notes any signal that reaches it)."""
+    received: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
+    tmp_canary = tmp_path / "canary.txt"
+    tmp_canary.write_text("tmp-secret-91c2")
+    repo_file = Path(__file__).resolve().parents[1] / f"escaped-{os.getpid()}.txt"
+    with attacks.home_canary() as home_canary, attacks.secret_process(), socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(0.2)
+        yield {"home_canary": str(home_canary), "tmp_canary": str(tmp_canary), "repo_file": str(repo_file),
+               "marker_file": str(tmp_path / "spawned"), "port": server.getsockname()[1], "test_pid": os.getpid(),
+               "received": received, "server": server}
+        with pytest.raises(TimeoutError):
+            server.accept()
+        assert home_canary.read_text() == attacks.HOME_SECRET and tmp_canary.read_text() == "tmp-secret-91c2"
+    signal.signal(signal.SIGUSR1, previous)
+    assert received == []
+    assert not repo_file.exists() and not (tmp_path / "spawned").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_hostile_program_fails_within_timeout(name: str, humaneval: list[CodeProblem]) -> None:
-    if name == "fork_bomb" and sandbox.resolve_backend() == "rlimits" and os.getuid() == 0:
-        pytest.skip("without bubblewrap, root cannot be limited in processes")
-    problem = humaneval[0]  # has_close_elements: True is a wrong answer for some of its checks
+def test_hostile_program_fails_and_harms_nothing(name: str, backend: str, attack: dict[str, Any]) -> None:
+    if backend == "rlimits" and (name in ISOLATION or (name in NAMESPACES and not HAS_UNSHARE)):
+        pytest.skip("the fallback does not isolate this")
+    problem = _double()
+    program = problem.prompt + HOSTILE[name].format(**attack) + problem.canonical_solution
+    timeout = 3.0
     start = time.monotonic()
-    (verdict,) = score_programs([problem], [problem.prompt + HOSTILE[name]], timeout_s=3)
-    assert not verdict.base_passed and verdict.status != "pass"
-    assert time.monotonic() - start < 15
+    (verdict,) = score_programs([problem], [program], timeout_s=timeout, backend=backend)
+    elapsed = time.monotonic() - start
+    assert not verdict.base_passed and verdict.status != "pass", verdict
+    assert "secret" not in verdict.detail
+    assert elapsed <= timeout + 0.5 + 0.3  # + the two sandboxes' start
+    assert_nothing_left(problem.entry_point)
 
 
-@pytest.mark.parametrize("name", ["os_exit", "sys_exit", "stdout_flood"])
-def test_hostile_program_fails_mbpp(name: str) -> None:
-    body = HOSTILE[name] + "    return 3.14159 * r * r\n"
-    (verdict,) = score_programs([_synthetic()], [f"def area(r):\n{body}"], timeout_s=3)
-    assert not verdict.base_passed and not verdict.plus_passed
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["os_exit", "sys_exit", "stdout_flood", "fake_verdicts", "kill_parent", "kill_harness",
+                                  "forged_eq", "forged_hash", "int_subclass", "setsid_child"])
+def test_hostile_program_fails_mbpp(name: str, backend: str, attack: dict[str, Any]) -> None:
+    if backend == "rlimits" and name in NAMESPACES and not HAS_UNSHARE:
+        pytest.skip("the fallback does not isolate this")
+    problem = _synthetic(entry=f"area_{os.getpid()}")
+    body = HOSTILE[name].format(**attack) + "    return 3.14159 * r * r\n"
+    (verdict,) = score_programs([problem], [f"def {problem.entry_point}(r):\n{body}"], timeout_s=3, backend=backend)
+    assert not verdict.base_passed and not verdict.plus_passed and verdict.status != "pass", verdict
+    assert_nothing_left(problem.entry_point)
 
 
-@bwrap_only
-def test_writing_outside_fails_and_leaves_no_file(tmp_path: Path, humaneval: list[CodeProblem]) -> None:
-    problem = humaneval[0]
-    targets = [tmp_path / "escaped.txt", Path(__file__).resolve().parents[1] / f"escaped-{os.getpid()}.txt"]
-    verdicts = []
-    for target in targets:  # a host dir the sandbox cannot see, and the (read-only) repo
-        write = f"    open({str(target)!r}, 'w').write('x')\n"
-        verdicts += score_programs([problem], [problem.prompt + write + problem.canonical_solution])
-    # host paths under /tmp map into the private tmpfs (the write goes nowhere lasting); others are read-only
-    for target, verdict in zip(targets, verdicts, strict=True):
-        if not target.is_relative_to("/tmp"):
-            assert verdict.detail.split(":")[0] == "base OSError"
-    assert not any(target.exists() for target in targets)
+def test_forged_values_fail_set_and_regex_oracles(mbpp: list[CodeProblem]) -> None:
+    shared = _by_id(mbpp, "Mbpp/2")  # similar_elements: compared as sets
+    forged = ("class T(tuple):\n    def __eq__(self, other):\n        return True\n    __hash__ = tuple.__hash__\n"
+              "def similar_elements(a, b):\n    return T()\n")
+    forged_items = ("class Any:\n    def __eq__(self, other):\n        return True\n    def __hash__(self):\n"
+                    "        return 0\ndef similar_elements(a, b):\n    return (Any(),) * len(set(a) & set(b))\n")
+    regex = _by_id(mbpp, "Mbpp/794")  # any non-None result counts as "matched": no method may run on it
+    lying = ("class Match:\n    def __bool__(self):\n        return True\n    def __eq__(self, other):\n"
+             "        return True\ndef text_starta_endb(text):\n    return Match()\n")
+    verdicts = score_programs([shared, shared, regex], [forged, forged_items, lying])
+    assert [v.base_passed for v in verdicts] == [False, False, False]
+    assert "non-plain value (T)" in verdicts[0].detail
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_plain_values_pass_exactly(backend: str) -> None:
+    """Counter, OrderedDict and defaultdict read as dicts; bytearray as bytes; a tuple is not a list."""
+    problem = CodeProblem("Synthetic/2", "", "f", "", "humaneval", test=(
+        "def check(candidate):\n    assert candidate(0) == {'a': 2}\n    assert candidate(1) == {'a': 2}\n"
+        "    assert candidate(2) == b'ab'\n    assert candidate(3) == (1, 2)\n"))
+    good = ("import collections\ndef f(i):\n    return [collections.Counter('aa'), collections.defaultdict(int, a=2),"
+            " bytearray(b'ab'), (1, 2)][i]\n")
+    wrong = "def f(i):\n    return [{'a': 2}, {'a': 2}, b'ab', [1, 2]][i]\n"
+    verdicts = score_programs([problem] * 2, [good, wrong], backend=backend)
+    assert [v.status for v in verdicts] == ["pass", "fail"]
 
 
 @bwrap_only
@@ -237,6 +326,24 @@ def test_socket_connect_fails(humaneval: list[CodeProblem]) -> None:
         assert not verdict.base_passed and verdict.detail.startswith("load ConnectionRefusedError")
         with pytest.raises(TimeoutError):
             server.accept()
+
+
+def test_decode_reads_only_plain_data() -> None:
+    values = [None, True, 2**100, -(2**70), 1.5, -0.0, 1j, "é\ud800", b"\x00", (1, [2.0]), {(1,): {"a"}},
+              frozenset({1}), [2**10000]]
+    for value in values:
+        assert decode(encode(value)) == value or value != value
+    for bad in [marshal.dumps((lambda: 0).__code__, 2), b"[\x05\x00\x00\x00", b"N0", b"<\x02\x00\x00\x00[\x00\x00\x00\x00N",
+                b".", b"l\xff\xff\xff\x7f", marshal.dumps([[]] * 3, 4)]:
+        with pytest.raises(ValueError):
+            decode(bad)
+    nested = b"[\x01\x00\x00\x00" * 200 + b"N"
+    with pytest.raises(ValueError, match="deeply"):
+        decode(nested)
+    collisions = b"<" + struct.pack("<i", 4000) + b"".join(b"l" + struct.pack("<i", 5) + struct.pack("<5H", 0, 0, 0, 0, i % 2**15)
+                                                           for i in range(4000))
+    with pytest.raises(ValueError, match="too slow"):
+        decode(collisions, deadline=time.monotonic() - 1)
 
 
 # --- pass@k ----------------------------------------------------------------------------------------------

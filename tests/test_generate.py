@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import saved_tiny_model
 
 from latentbench.generate import GenerateRequest, generate, shard
 from latentbench.methods.latent_tree.record import replay
-from latentbench.models import tiny_model
 from latentbench.store import open_dataset
 from latentbench.store.journal import _SUFFIX as JOURNAL_SUFFIX
 
@@ -24,12 +24,8 @@ SMALL_FLAGS = ["--agents", "2", "--branches", "2", "--latent-steps", "2", "--kee
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-llama")
-    lm = tiny_model("llama", seed=3)
-    lm.model.save_pretrained(path)
-    lm.tokenizer.save_pretrained(path)
-    return path
+def tiny_dir() -> Path:
+    return saved_tiny_model("llama", seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import saved_tiny_model
 
 from latentbench.errors import UsageError
 from latentbench.methods.latent_tree.prm import PrmConfig, PrmTrainer, load_prm, node_metrics
@@ -76,20 +77,8 @@ class TestKvHeadWithLora(PrmTests):
         return {"head": "kv", "backbone": str(_backbone()), "lora": True, "lora_rank": 2, "learning_rate": 1e-2}
 
 
-_BACKBONE: list[Path] = []
-
-
 def _backbone() -> Path:
-    """A tiny qwen2 saved once per session (class-level configs cannot take fixtures)."""
-    if not _BACKBONE:
-        import tempfile
-
-        path = Path(tempfile.mkdtemp(prefix="tiny-backbone-"))
-        lm = tiny_model("qwen2", seed=1)
-        lm.model.save_pretrained(path)
-        lm.tokenizer.save_pretrained(path)
-        _BACKBONE.append(path)
-    return _BACKBONE[0]
+    return saved_tiny_model("qwen2", seed=1)
 
 
 def test_mlp_head_learns_a_known_labelling(tmp_path: Path) -> None:
@@ -120,10 +109,7 @@ def test_node_metrics_by_hand() -> None:
 
 
 def test_kv_head_refuses_a_backbone_of_other_shapes(tmp_path: Path) -> None:
-    other = tmp_path / "wide"
-    lm = tiny_model("qwen2", seed=0, hidden_size=128)
-    lm.model.save_pretrained(other)
-    lm.tokenizer.save_pretrained(other)
+    other = saved_tiny_model("qwen2", seed=0, hidden_size=128)
     trainer = PrmTrainer(PrmConfig(head="kv", backbone=str(other), max_steps=1))
     with pytest.raises(UsageError, match=r"\(2, 2, 16\).*\(2, 2, 32\)"):
         run_training(trainer, [write_trees(tmp_path / "d", range(4))], tmp_path / "out", show_progress=False)
@@ -176,13 +162,11 @@ def generator_trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     """A tiny generator saved to disk (so it has a weights sha256) and a latent-tree dataset it made."""
     from latentbench.generate import GenerateRequest, generate
 
-    root = tmp_path_factory.mktemp("generator")
-    lm = tiny_model("qwen2", seed=2)
-    lm.model.save_pretrained(root / "model")
-    lm.tokenizer.save_pretrained(root / "model")
-    data = generate(GenerateRequest(task="gsm8k", limit=4, model=str(root / "model"), output=str(root / "trees"),
+    model = saved_tiny_model("qwen2", seed=2)
+    data = generate(GenerateRequest(task="gsm8k", limit=4, model=str(model),
+                                    output=str(tmp_path_factory.mktemp("generator") / "trees"),
                                     method_args=TREE, show_progress=False))
-    return root / "model", data
+    return model, data
 
 
 @pytest.mark.parametrize("head", ["mlp", "kv"])

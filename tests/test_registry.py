@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import saved_tiny_model
 
 from latentbench import methods as registry
 from latentbench.cli import main
@@ -70,14 +71,8 @@ def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: s
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from latentbench.models import tiny_model
-
-    path = tmp_path_factory.mktemp("tiny-llama")
-    lm = tiny_model("llama", seed=1)
-    lm.model.save_pretrained(path)
-    lm.tokenizer.save_pretrained(path)
-    return path
+def tiny_dir() -> Path:
+    return saved_tiny_model("llama", seed=1)
 
 
 @pytest.fixture

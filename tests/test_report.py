@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import saved_tiny_model
 from typer.testing import CliRunner
 
 from latentbench.cli.main import app
 from latentbench.eval.evaluator import EvalRequest, evaluate
 from latentbench.eval.leaderboard import render
 from latentbench.eval.reproduce import reproduce
-from latentbench.models import tiny_model
 from latentbench.paths import REPO_ROOT
 
 BOARD = REPO_ROOT / "leaderboards"
@@ -67,12 +67,8 @@ def test_question_sets_are_ranked_apart_and_controls_sit_under_their_row(tmp_pat
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-qwen3")
-    lm = tiny_model("qwen3", seed=0)
-    lm.model.save_pretrained(path)
-    lm.tokenizer.save_pretrained(path)
-    return path
+def tiny_dir() -> Path:
+    return saved_tiny_model("qwen3", seed=0)
 
 
 def test_reproduce_passes_on_its_own_record_and_fails_on_an_altered_prediction(tiny_dir: Path, tmp_path: Path) -> None:
