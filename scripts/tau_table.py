@@ -1,7 +1,7 @@
 """The branching-noise table of docs/latent-tree.md: for each τ, a latent-tree dataset of the same
 GSM8K questions, and whether its labels carry signal (``latentbench.methods.latent_tree.record.tree_stats``).
 
-    OMP_NUM_THREADS=1 python scripts/tau_table.py --limit 20 --out data/tau
+    OMP_NUM_THREADS=1 python scripts/tau_table.py --limit 20 --out data/tau-a1
 
 Each τ's dataset is generated (or resumed; a finished one is only read) under ``OUT/tau-<τ>``, so an
 interrupted table continues where it stopped. τ = 0 is run with one branch: without noise every
@@ -32,14 +32,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--taus", default="0.5,1,0.25,2,0", help="comma-separated τ values, run in this order")
     parser.add_argument("--limit", type=int, default=20, help="first N GSM8K test questions")
-    parser.add_argument("--agents", type=int, default=2)
-    parser.add_argument("--branches", type=int, default=2)
+    parser.add_argument("--agents", type=int, default=1)
+    parser.add_argument("--branches", type=int, default=4)
     parser.add_argument("--latent-steps", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=160, help="judger's budget per leaf")
     parser.add_argument("--batch-size", type=int, default=5, help="questions decoded together")
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="data/tau")
+    parser.add_argument("--out", default="data/tau-a1")
     parser.add_argument("--data-dir", default=None, help="benchmark data (default: $LATENTBENCH_DATA_DIR)")
     args = parser.parse_args()
 

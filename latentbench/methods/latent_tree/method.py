@@ -14,6 +14,10 @@ Consistency score: cosine similarity of a node's own last latent state (before t
 to the mean of those of all nodes at its depth — the latent analogue of self-consistency (paths that agree with the
 consensus of their siblings rank first).
 
+With a trained Latent-PRM (``prm=DIR``, see ``prm.py``) every node gets a PRM score as the tree grows,
+``beam=B`` keeps only the B best paths per level, and ``select`` picks the final leaf (majority,
+consistency, prm or the oracle bound).
+
 Branching scheme: Gaussian perturbation of each latent input, ``e + τ·‖e‖·ε/√d`` with ε ~ N(0, I),
 then back onto the input-embedding norm. τ = 0 gives plain LatentMAS; noise is drawn per node from a
 generator seeded by (seed, question id, node id), so a node's noise does not depend on batch
