@@ -31,6 +31,10 @@ class DataFormatError(LatentbenchError, ValueError):
     """A data file exists but cannot be parsed as the task card says."""
 
 
+class DataModifiedError(LatentbenchError, ValueError):
+    """A benchmark data file differs from the sha256 its task card pins (and no override was given)."""
+
+
 class ModelLoadError(LatentbenchError, OSError):
     """A model spec (embedded name, hub id, local path) cannot be loaded."""
 

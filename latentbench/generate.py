@@ -53,18 +53,22 @@ def generate(req: GenerateRequest, lm: Any = None) -> Path:
 
     from latentbench.models import load_model
     from latentbench.store import DatasetWriter
+    from latentbench.store.writer import check_target
     from latentbench.tasks import get_task
 
     task = get_task(req.task)
     method = make_method(req.method, req.method_args, req.method_sources, seed=req.seed)
     kind = dataset_kind(method, req.kind)
     split = task.split(req.split)
-    examples = shard(task.examples(split, limit=req.limit, data_dir=paths.data_dir(req.data_dir)),
-                     req.num_shards, req.shard_index)
-    lm = lm or load_model(req.model, dtype=req.dtype, device=req.device)
+    data_dir = paths.data_dir(req.data_dir)
+    examples = shard(task.examples(split, limit=req.limit, data_dir=data_dir,
+                                   allow_modified_data=req.allow_modified_data), req.num_shards, req.shard_index)
     out = output_dir(req, kind)
-    info = {"task": task.name, "split": split, "model": {"id": lm.model_id, "sha256": lm.weights_sha256},
-            "license": task.card.license, "version": req.version, "seed": req.seed,
+    check_target(out, "--output")  # before the model loads: a path in the way ends the command now
+    lm = lm or load_model(req.model, dtype=req.dtype, device=req.device)
+    info = {"task": task.name, "split": split, "license": task.card.license, "version": req.version,
+            "model": {"id": lm.model_id, "revision": lm.revision, "sha256": lm.weights_sha256},
+            "data_files": task.data_files(split, data_dir), "seed": req.seed,
             "method_config": {"method": method.name, **config_dict(method.config), "limit": req.limit,
                               "num_shards": req.num_shards, "shard_index": req.shard_index}}
     writer = DatasetWriter(out, kind=kind, info=info, extra_kinds=list(method.dataset_kinds[kind]))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import subprocess
+import time
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -34,6 +36,27 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# A remembered hash is trusted only while the file keeps its size, mtime and inode, and only once its
+# mtime is this much older than the hashing: a same-size edit within the filesystem's timestamp
+# granularity (1-2 s on some) would otherwise keep its old mtime and go unnoticed (git's "racy" rule).
+RACY_NS = 2_000_000_000
+_HASHED: dict[str, tuple[tuple[int, int, int], str]] = {}
+
+
+def sha256_file_cached(path: Path) -> str:
+    """sha256 of a file, hashed once per process while the file stays unchanged (see ``RACY_NS``)."""
+    st = os.stat(path)
+    key, signature = os.path.abspath(path), (st.st_size, st.st_mtime_ns, st.st_ino)
+    known = _HASHED.get(key)
+    if known is not None and known[0] == signature:
+        return known[1]
+    started = time.time_ns()
+    digest = sha256_file(path)
+    if st.st_mtime_ns < started - RACY_NS:
+        _HASHED[key] = (signature, digest)
+    return digest
+
+
 def git_sha(repo: Path = REPO_ROOT) -> str | None:
     """HEAD commit of the latentbench checkout, read from .git without running git; None if absent."""
     git = repo / ".git"
@@ -59,7 +82,9 @@ def git_sha(repo: Path = REPO_ROOT) -> str | None:
 
 
 def git_dirty(repo: Path = REPO_ROOT) -> bool | None:
-    """Whether tracked files differ from HEAD (None when git is unavailable)."""
+    """Whether tracked files differ from HEAD (None when git is unavailable or this is no checkout)."""
+    if not (repo / ".git").exists():  # an installed wheel: do not report on a repo that merely encloses it
+        return None
     try:
         out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
                              capture_output=True, text=True, timeout=10, check=True).stdout

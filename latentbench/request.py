@@ -19,6 +19,7 @@ class RunRequest:
     dtype: str = "float32"
     device: str = "cpu"
     data_dir: str | None = None  # offline data; None: $LATENTBENCH_DATA_DIR, else the Hub
+    allow_modified_data: bool = False  # use a local data file whose sha256 differs from its task card's (recorded)
     method_args: dict[str, Any] = field(default_factory=dict)  # method config field -> raw or typed value
     method_sources: dict[str, str] = field(default_factory=dict)  # field -> how the user wrote it (errors)
     show_progress: bool = True

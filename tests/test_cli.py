@@ -38,7 +38,10 @@ def test_data_missing_offline(tmp_path: Path) -> None:
 def test_corrupt_data_file(tmp_path: Path) -> None:
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "test.jsonl").write_text("{not json\n")
-    assert_user_error(run_cli("eval", "gsm8k", "--limit", "1", "--data-dir", str(tmp_path)), "test.jsonl:1")
+    assert_user_error(run_cli("eval", "gsm8k", "--limit", "1", "--data-dir", str(tmp_path)), "test.jsonl has sha256",
+                      "--allow-modified-data")  # not the file its card pins: refused before it is parsed
+    assert_user_error(run_cli("eval", "gsm8k", "--limit", "1", "--data-dir", str(tmp_path), "--allow-modified-data"),
+                      "test.jsonl:1")
 
 
 def test_bad_model_path(tmp_path: Path) -> None:

@@ -185,7 +185,8 @@ def test_a_v1_record_still_validates(lm, tmp_path: Path) -> None:
     req = EvalRequest(task="gsm8k", limit=1, output_path=str(tmp_path), show_progress=False)
     record, _ = evaluate(req, lm=lm, method=Oracle(OracleConfig()))
     old = {k: v for k, v in record.items() if k not in ("method_metrics", "intervals", "command", "sandbox")}
-    old["task"] = {k: v for k, v in old["task"].items() if k != "data_sha256"}
+    old["task"] = {k: v for k, v in old["task"].items() if k not in ("data_sha256", "data_files")}
+    old["model"] = {k: v for k, v in old["model"].items() if k != "revision"}
     old["schema_version"] = "results.v1"
     old["metrics"] = {**old["metrics"], "acceptance_rate": None}
     validate_results(old)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -90,6 +91,13 @@ def offsets_not_monotone(p):
 def reference_out_of_range(p):
     frame = pl.read_parquet(p / NODES)
     frame.with_columns(kv_ref=pl.when(pl.col("node_id") == 3).then(999).otherwise(pl.col("kv_ref"))).write_parquet(p / NODES)
+    rehash(p, NODES)  # as a buggy writer would leave it: the hash matches, the reference does not
+
+
+def rehash(p, rel):
+    m = json.loads((p / "manifest.json").read_text())
+    m["files"][rel] = {"sha256": hashlib.sha256((p / rel).read_bytes()).hexdigest(), "bytes": (p / rel).stat().st_size}
+    (p / "manifest.json").write_text(json.dumps(m))
 
 
 def missing_manifest(p):
@@ -101,7 +109,7 @@ def stray_file(p):
 
 
 CASES = [
-    (truncate_parquet, NODES, "not a readable Parquet file"),
+    (truncate_parquet, NODES, "(truncated or modified)"),  # checked by size and hash first, never parsed
     (truncate_parquet, NODES, "manifest.json says"),
     (drop_zarr_array, "arrays.zarr/kv", "missing or unreadable Zarr array"),
     (wrong_schema_version, "manifest.json", "latent-tree schema version 2 is not supported"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr.storage
+from test_store_cli import rehash
 
 from latentbench.errors import DataNotFoundError, DatasetIntegrityError, SchemaError, UsageError
 from latentbench.store import DatasetWriter, open_dataset
@@ -107,7 +108,8 @@ def test_open_missing_or_corrupt(tmp_path, monkeypatch):
     part = tmp_path / "ds" / "tables" / "steps" / "steps-00000-of-00001.parquet"
     part.write_bytes(part.read_bytes()[:100])
     ds = open_dataset(tmp_path / "ds")  # opening reads only the manifest
-    with pytest.raises(DatasetIntegrityError, match=r"steps-00000-of-00001.parquet: not a readable Parquet file"):
+    with pytest.raises(DatasetIntegrityError, match=r"steps-00000-of-00001.parquet: size 100 bytes, manifest.json "
+                                                    r"says \d+ \(truncated or modified\)"):
         ds.table("steps")
 
 
@@ -117,5 +119,6 @@ def test_table_is_checked_against_schema_on_load(tmp_path):
     make_synthetic_dataset(tmp_path / "ds", "spd-trace", n=2)
     part = tmp_path / "ds" / "tables" / "traces" / "traces-00000-of-00001.parquet"
     pl.read_parquet(part).with_columns(acceptance_rate=pl.lit(1.5)).write_parquet(part)
+    rehash(tmp_path / "ds", "tables/traces/traces-00000-of-00001.parquet")  # a buggy writer: hash right, row wrong
     with pytest.raises(SchemaError, match="traces-00000-of-00001.parquet: column 'acceptance_rate' has value 1.5 above maximum 1"):
         open_dataset(tmp_path / "ds").table("traces")

@@ -78,14 +78,14 @@ def test_corrupt_data_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "test.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n{"question": \n')
     with pytest.raises(DataFormatError, match=r"test\.jsonl:2: not valid JSON"):
-        get_task("gsm8k").examples(data_dir=tmp_path)
+        get_task("gsm8k").examples(data_dir=tmp_path, allow_modified_data=True)  # not the pinned file
 
 
 def test_unparseable_gold_names_the_record(tmp_path: Path) -> None:
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "test.jsonl").write_text('{"question": "q", "answer": "no marker here"}\n')
     with pytest.raises(DataFormatError, match="test record 0: gold answer does not parse"):
-        get_task("gsm8k").examples(data_dir=tmp_path)
+        get_task("gsm8k").examples(data_dir=tmp_path, allow_modified_data=True)
 
 
 def test_bad_split_and_limit_are_usage_errors(data_dir: Path) -> None:

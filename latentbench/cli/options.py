@@ -17,11 +17,15 @@ from latentbench.errors import UsageError
 from latentbench.methods import METHODS
 from latentbench.models.loading import EMBEDDED
 
-ModelOpt = Annotated[str, typer.Option("--model", help=f"Embedded name ({', '.join(EMBEDDED)}), Hub id, or local path.")]
+ModelOpt = Annotated[str, typer.Option(
+    "--model", help=f"Embedded name ({', '.join(EMBEDDED)}), Hub id owner/name[@revision], or local path.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16, float16 or auto.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
 DataDirOpt = Annotated[str | None, typer.Option(
     "--data-dir", help="Offline benchmark data laid out like shared/data (default: $LATENTBENCH_DATA_DIR, else the Hub).")]
+AllowModifiedOpt = Annotated[bool, typer.Option(
+    "--allow-modified-data", help="Use a local data file whose sha256 differs from its task card's pin (recorded; "
+    "such results are not leaderboard-eligible).")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N questions.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="The run's seed: torch and every config's seed field.")]
 SplitOpt = Annotated[str | None, typer.Option("--split", help="Split (default: the task card's).")]

@@ -50,11 +50,14 @@ def reproduce_cmd(
                                                  "$LATENTBENCH_DATA_DIR).")] = None,
     output_path: Annotated[str | None, typer.Option("--output-path", help="Where the rerun's files go "
                                                     "(default: a new temporary directory).")] = None,
+    unsafe_no_sandbox: Annotated[bool, typer.Option(
+        "--unsafe-no-sandbox", help="Code tasks without bubblewrap: score with resource limits only (as eval).")] = False,
 ) -> None:
     """Rerun a results record from its own fields; exit 1 if any prediction differs."""
     from latentbench.eval.reproduce import reproduce
 
-    result = reproduce(results, limit=limit, data_dir=data_dir, output_path=output_path)
+    result = reproduce(results, limit=limit, data_dir=data_dir, output_path=output_path,
+                       unsafe_no_sandbox=unsafe_no_sandbox)
     typer.echo(result.render())
     if not result.ok:
         raise typer.Exit(1)

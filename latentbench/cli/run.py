@@ -10,6 +10,7 @@ import typer
 from latentbench.cli.options import (
     CONFIG_FLAGS,
     METHOD_HELP,
+    AllowModifiedOpt,
     ConfigOpt,
     DataDirOpt,
     DeviceOpt,
@@ -36,21 +37,26 @@ def eval_cmd(
     dtype: DtypeOpt = "float32",
     device: DeviceOpt = "cpu",
     data_dir: DataDirOpt = None,
+    allow_modified_data: AllowModifiedOpt = False,
     output_path: Annotated[str, typer.Option("--output-path", help="Directory for results JSON (and samples).")] = "results",
     log_samples: Annotated[bool, typer.Option(
         "--log-samples/--no-log-samples", help="Keep the per-question samples JSONL (also what an interrupted run resumes from).")] = True,
     method_arg: MethodArgOpt = None,
     config: ConfigOpt = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Sandbox workers for code tasks.")] = 2,
+    unsafe_no_sandbox: Annotated[bool, typer.Option(
+        "--unsafe-no-sandbox", help="Code tasks without bubblewrap: run model-written code with resource limits "
+        "only (no filesystem isolation) instead of refusing.")] = False,
 ) -> None:
     """Run METHOD on TASK, score it, and write a results JSON; re-running the same command resumes it."""
     from latentbench.eval.evaluator import EvalRequest, evaluate
 
     values, sources = config_values(method_class(method).config_class, ctx.args, method_arg, config, f"--method {method}")
     req = EvalRequest(task=task, method=method, split=split, limit=limit, seed=seed, model=model, dtype=dtype,
-                      device=device, data_dir=data_dir, output_path=output_path, log_samples=log_samples,
+                      device=device, data_dir=data_dir, allow_modified_data=allow_modified_data,
+                      output_path=output_path, log_samples=log_samples,
                       method_args=values, method_sources=sources, workers=workers,
-                      command=["latentbench", *sys.argv[1:]])
+                      unsafe_no_sandbox=unsafe_no_sandbox, command=["latentbench", *sys.argv[1:]])
     record, path = evaluate(req)
     metrics = {k: round(v, 4) for k, v in {**record["metrics"], **record["method_metrics"]}.items()
                if isinstance(v, float)}
@@ -72,6 +78,7 @@ def generate_cmd(
     dtype: DtypeOpt = "float32",
     device: DeviceOpt = "cpu",
     data_dir: DataDirOpt = None,
+    allow_modified_data: AllowModifiedOpt = False,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Dataset dir (default data/TASK-KIND).")] = None,
     num_shards: Annotated[int, typer.Option("--num-shards", min=1, help="Split the questions over N jobs.")] = 1,
     shard_index: Annotated[int, typer.Option("--shard-index", min=0, help="Which of the N shards this job runs.")] = 0,
@@ -84,7 +91,8 @@ def generate_cmd(
 
     values, sources = config_values(method_class(method).config_class, ctx.args, method_arg, config, f"--method {method}")
     req = GenerateRequest(task=task, method=method, kind=kind, split=split, limit=limit, seed=seed, model=model,
-                          dtype=dtype, device=device, data_dir=data_dir, output=output, num_shards=num_shards,
+                          dtype=dtype, device=device, data_dir=data_dir, allow_modified_data=allow_modified_data,
+                          output=output, num_shards=num_shards,
                           shard_index=shard_index, version=version, method_args=values, method_sources=sources)
     out = generate(req)
     typer.echo(f"dataset: {out}")

@@ -1,4 +1,4 @@
-"""Commands on saved datasets: ``validate``, ``info``, ``push``, ``pull``, ``replay``.
+"""Commands on saved datasets: ``validate``, ``verify``, ``info``, ``push``, ``pull``, ``replay``.
 
 ``register(app)`` adds them to the main typer app. Heavy imports happen inside the commands so
 ``latentbench --help`` stays fast. User errors are raised as LatentbenchError (the CLI prints
@@ -28,9 +28,24 @@ def validate(path: Annotated[Path, typer.Argument(help="Dataset directory.")]) -
                f"{len(m['files']) + 1} files verified)")
 
 
+def verify(path: Annotated[Path, typer.Argument(help="Dataset directory (or a downloaded copy of its Hub repo).")]) -> None:
+    """Check every file against manifest.json (present, same size and sha256, nothing unlisted): the quick
+    integrity check for copies read with datasets.load_dataset; `validate` also checks every row."""
+    from latentbench.store.reader import Dataset
+
+    ds = Dataset(path)
+    problems = ds.verify()
+    for line in problems:
+        typer.echo(line)
+    if problems:
+        raise typer.Exit(code=2)
+    typer.echo(f"ok: {path} ({len(ds.manifest['files'])} files match manifest.json)")
+
+
 def info(spec: Annotated[str, typer.Argument(help="Dataset directory, Hub id owner/name[@revision], or a "
                                                   "`latentbench train` output.")]) -> None:
     """Summarise a dataset from its manifest, or a trained checkpoint from its provenance."""
+    from latentbench.errors import DatasetIntegrityError
     from latentbench.store.reader import open_dataset
     from latentbench.train.checkpoint import PROVENANCE, describe
 
@@ -40,6 +55,10 @@ def info(spec: Annotated[str, typer.Argument(help="Dataset directory, Hub id own
 
     ds = open_dataset(spec)
     m = ds.manifest
+    problems = ds.verify(tables_only=True)  # what it summarises must be what is on disk
+    if problems:
+        more = f" (+{len(problems) - 1} more; run `latentbench verify {ds.path}`)" if len(problems) > 1 else ""
+        raise DatasetIntegrityError(problems[0] + more)
     extra = [k for k in m["kinds"] if k != m["kind"]]
     size = sum(f["bytes"] for f in m["files"].values())
     lines = [
@@ -61,6 +80,9 @@ def info(spec: Annotated[str, typer.Argument(help="Dataset directory, Hub id own
         lines.append((f"array {name}", f"{a['items']} tensors, {a['dtype']}, {a['elements']} elements, "
                                        f"{a['codec']}, {_size(on_disk)} on disk"))
     lines.append(("size", f"{len(m['files']) + 1} files, {_size(size)}"))
+    tables = sum(len(t["files"]) for t in m["tables"].values())
+    lines.append(("checked", f"all files present at their sizes, sha256 of the {tables} table file(s) "
+                             "(`latentbench verify` hashes every file)"))
     _print_pairs(lines)
 
 
@@ -123,7 +145,7 @@ def replay(
 
 def register(app: typer.Typer) -> None:
     """Add the dataset commands to the main ``latentbench`` app."""
-    for command in (validate, info, push, pull, replay):
+    for command in (validate, verify, info, push, pull, replay):
         app.command(command.__name__)(command)
 
 

@@ -34,6 +34,7 @@ class EvalRequest(RunRequest):
     output_path: str = "results"
     log_samples: bool = True  # False: no samples file kept (and no resume)
     workers: int = 2  # sandbox workers for code tasks
+    unsafe_no_sandbox: bool = False  # code tasks: without bubblewrap, run code with rlimits only
 
 
 def run_stem(req: EvalRequest, task: str, split: str, method: Any) -> str:
@@ -52,18 +53,17 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
 
     from latentbench.models import load_model
     from latentbench.tasks import get_task
+    from latentbench.tasks.sandbox import unsafe_fallback
 
     started = provenance.now()
     task = get_task(req.task)
+    _sandbox(task, req.unsafe_no_sandbox)  # no bubblewrap and no opt-in: refuse before any model runs
     method = method or make_method(req.method, req.method_args, req.method_sources, seed=req.seed)
     data_dir = paths.data_dir(req.data_dir)
     split = task.split(req.split)
-    examples = task.examples(split, limit=req.limit, data_dir=data_dir)
+    examples = task.examples(split, limit=req.limit, data_dir=data_dir, allow_modified_data=req.allow_modified_data)
     out_dir = Path(req.output_path)
-    if out_dir.exists() and not out_dir.is_dir():
-        from latentbench.errors import UsageError
-
-        raise UsageError(f"--output-path {out_dir}: is a file; expected a directory")
+    paths.check_writable_dir(out_dir, "--output-path")  # before the model loads: a bad path ends the run now
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = run_stem(req, task.name, split, method)
     results_path, samples_path = out_dir / f"{stem}.json", out_dir / f"samples-{stem}.jsonl"
@@ -87,7 +87,8 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
     session, scoring_s, last = uuid.uuid4().hex[:8], 0.0, time.perf_counter()
     for outcome in progress(method.run(lm, task, todo), len(todo), f"{task.name} {method.name}", req.show_progress):
         t_score = time.perf_counter()
-        scores = task.score_many([outcome.example] * len(outcome.outputs), outcome.outputs, workers=req.workers)
+        with unsafe_fallback(req.unsafe_no_sandbox):
+            scores = task.score_many([outcome.example] * len(outcome.outputs), outcome.outputs, workers=req.workers)
         scoring_s += time.perf_counter() - t_score
         now = time.perf_counter()
         rows = sample_rows(outcome, scores, session, now - last)
@@ -121,14 +122,16 @@ def _record(req: EvalRequest, task: Any, split: str, method: Any, lm: Any, quest
     metrics["latent_steps_mean"] = latent / len(firsts) if firsts else 0.0
     metrics["latent_budget_usage"] = (latent / sum(budgets)) if budgets else None
     tokens = sum(r["generated_tokens"] for r in firsts)
+    data_files = task.data_files(split, data_dir)
     return {
         "schema_version": "results.v2",
         "task": {"name": task.name, "split": split, "n": len(questions), "answer_kind": task.card.answer_kind,
-                 "data_source": str(data_dir) if data_dir else "hub", "data_sha256": _data_sha256(task, split, data_dir)},
-        "command": req.command, "sandbox": _sandbox(task),
+                 "data_source": str(data_dir) if data_dir else "hub", "data_sha256": _data_sha256(task, split, data_dir),
+                 "data_files": data_files},
+        "command": req.command, "sandbox": _sandbox(task, req.unsafe_no_sandbox),
         "method": {"name": method.name, "config": config_dict(method.config)},
         "model": {**lm.describe(), "device": str(lm.device)},
-        "seed": req.seed, "limit": req.limit, "leaderboard_eligible": req.limit is None,
+        "seed": req.seed, "limit": req.limit, "leaderboard_eligible": req.limit is None and not any(f["modified"] for f in data_files),
         "metrics": metrics, "intervals": bootstrap_intervals(verdicts, task.variants, code, seed=req.seed),
         "method_metrics": mean_method_metrics([r["metrics"] for r in firsts]),
         "cost": {"generated_tokens": tokens, "generated_tokens_mean": tokens / max(len(firsts), 1),
@@ -144,13 +147,14 @@ def _data_sha256(task: Any, split: str, data_dir: Path | None) -> str | None:
     return provenance.sha256_file(path) if path is not None and path.is_file() else None
 
 
-def _sandbox(task: Any) -> str | None:
-    """The sandbox backend that ran model-written code; None for text tasks."""
+def _sandbox(task: Any, unsafe: bool) -> str | None:
+    """The sandbox backend that runs model-written code ("bwrap", or "rlimits" when ``unsafe`` and
+    bubblewrap does not work; SandboxUnavailableError when neither may run); None for text tasks."""
     if task.card.answer_kind != "code":
         return None
     from latentbench.tasks.sandbox import resolve_backend
 
-    return resolve_backend()
+    return resolve_backend(unsafe=unsafe)
 
 
 def _forward_passes(firsts: list[dict[str, Any]]) -> int:

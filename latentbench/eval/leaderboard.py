@@ -122,8 +122,13 @@ def _row_cells(row: Row, out: Path, defaults: dict[str, Any]) -> list[str]:
     return [row.label(defaults), r["model"]["id"], _fmt_interval(row), _per_question(row, tokens),
             _per_question(row, cost.get("forward_passes")), latent,
             "–" if acceptance is None else f"{acceptance:.3f}", _per_question(row, wall),
-            f"{tokens / wall:.1f}" if wall else "–", device, r.get("sandbox") or "–",
+            f"{tokens / wall:.1f}" if wall else "–", device, _sandbox_cell(r.get("sandbox")),
             (r["task"].get("data_sha256") or "–")[:12], f"[{row.path.name}]({link})"]
+
+
+def _sandbox_cell(sandbox: str | None) -> str:
+    """Rows scored without bubblewrap (``--unsafe-no-sandbox``) are marked as such."""
+    return "–" if sandbox is None else ("**rlimits: unsandboxed**" if sandbox == "rlimits" else sandbox)
 
 
 HEADER = ["method", "model", "accuracy [95% CI]", "output tokens / q", "forwards / q", "latent steps / q (budget use)",

@@ -68,7 +68,8 @@ def request_from_record(record: dict[str, Any], *, limit: int | None = None, dat
 
 
 def reproduce(results: str | Path, *, limit: int | None = None, data_dir: str | None = None,
-              output_path: str | None = None, show_progress: bool = True) -> Reproduction:
+              output_path: str | None = None, show_progress: bool = True,
+              unsafe_no_sandbox: bool = False) -> Reproduction:
     path = Path(results)
     record = load_record(path)
     samples = path.parent / (record.get("samples_file") or "")
@@ -78,7 +79,7 @@ def reproduce(results: str | Path, *, limit: int | None = None, data_dir: str | 
     recorded = read_questions(samples)
     out = output_path or tempfile.mkdtemp(prefix="latentbench-reproduce-")
     req = request_from_record(record, limit=limit, data_dir=data_dir, output_path=out)
-    req.show_progress = show_progress
+    req.show_progress, req.unsafe_no_sandbox = show_progress, unsafe_no_sandbox  # never implied by the record
     new_record, new_path = evaluate(req)
     sha = record["model"].get("sha256")
     if sha and new_record["model"].get("sha256") and sha != new_record["model"]["sha256"]:

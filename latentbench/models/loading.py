@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ __all__ = ["DEFAULT_MODEL", "DTYPES", "EMBEDDED", "LoadedModel", "_convert_gguf"
            "embedded_model_dir", "load_model", "resolve_device", "resolve_dtype", "weights_sha256"]
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+_HUB_MODEL = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w.-]+(?:/[\w.-]+)*))?")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
@@ -42,16 +44,17 @@ class LoadedModel:
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
-    model_id: str  # what the user asked for (embedded name, hub id or path)
+    model_id: str  # what the user asked for (embedded name, hub id[@revision] or path)
     weights_sha256: str | None  # sha256 of the weights file(s); None for random test models
     source: str  # "embedded" | "hub" | "local" | "random"
+    revision: str | None = None  # Hub models: the commit the weights were downloaded at
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.model_id, "sha256": self.weights_sha256, "source": self.source,
+        return {"id": self.model_id, "sha256": self.weights_sha256, "source": self.source, "revision": self.revision,
                 "architecture": self.model.config.model_type, "dtype": str(self.model.dtype).removeprefix("torch.")}
 
 
@@ -87,11 +90,12 @@ def resolve_device(device: str) -> str:
 
 def load_model(spec: str = DEFAULT_MODEL, *, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
     """Load ``spec``: an embedded name (``qwen2.5-coder-0.5b``, ``smollm2-135m``), a local dir or .gguf file,
-    or a Hub model id."""
+    or a Hub model id ``owner/name[@revision]`` (the commit it resolves to is kept as ``revision``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype, dev = resolve_dtype(dtype), resolve_device(device)
     path = Path(spec).expanduser()
+    commit: str | None = None
     if spec in EMBEDDED:
         model_dir, digest = embedded_model_dir(spec)
         source = "embedded"
@@ -105,29 +109,41 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: str = "float32", device: str
             model_dir, digest = path, weights_sha256(path)
         else:
             raise ModelLoadError(f"--model {spec}: expected a model directory with config.json or a .gguf file")
-    elif spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+    elif spec.startswith((".", "/", "~")) or (hub := parse_hub_model(spec)) is None:
         raise ModelLoadError(f"--model {spec}: no such path, not an embedded model ({', '.join(EMBEDDED)}) "
-                             "and not a Hub id of the form owner/name")
+                             "and not a Hub id of the form owner/name[@revision]")
     else:
-        model_dir, source = _hub_snapshot(spec), "hub"
+        model_dir, source = _hub_snapshot(*hub), "hub"
         digest = weights_sha256(model_dir)
+        # huggingface_hub's cache names each snapshot directory by its commit sha
+        commit = model_dir.name if re.fullmatch(r"[0-9a-f]{40}", model_dir.name) else None
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(dev).eval()
     except (OSError, ValueError, json.JSONDecodeError) as err:
         raise ModelLoadError(f"--model {spec}: cannot load from {model_dir}: {str(err).splitlines()[0]}") from err
     _ensure_padding(tokenizer)
-    return LoadedModel(model, tokenizer, spec, digest, source)
+    return LoadedModel(model, tokenizer, spec, digest, source, commit)
 
 
-def _hub_snapshot(repo_id: str) -> Path:
+def parse_hub_model(spec: str) -> tuple[str, str | None] | None:
+    """``owner/name[@revision]`` -> (repo id, revision or None); None if ``spec`` is not one. A revision is
+    a branch, tag or commit sha (branch names may hold "/", e.g. ``refs/pr/1``)."""
+    m = _HUB_MODEL.fullmatch(spec)
+    return (m["repo"], m["revision"]) if m else None
+
+
+def _hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
     from huggingface_hub import snapshot_download
 
+    at = f"@{revision}" if revision else ""
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
-    except Exception as err:  # network, auth, offline: all one message for the user
+        return Path(snapshot_download(repo_id, revision=revision,
+                                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+    except Exception as err:  # network, auth, offline, unknown revision: all one message for the user
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        raise ModelLoadError(f"--model {repo_id}: cannot download from the Hub{offline}: {type(err).__name__}") from err
+        raise ModelLoadError(f"--model {repo_id}{at}: cannot download from the Hub{offline}: "
+                             f"{type(err).__name__}") from err
 
 
 def _ensure_padding(tokenizer: PreTrainedTokenizerBase) -> None:

@@ -62,8 +62,11 @@ def finalize(w: DatasetWriter, entries: list[Entry]) -> dict[str, Any]:
               "arrays": {a: m["items"] for a, m in arrays.items()}}
     common = dict(kind=w.kind, specs=w.specs, info=w.args["info"], counts=counts, tables=tables,
                   arrays=arrays, created=w.meta["created"], git=w.meta["git_sha"], packages=w.meta["packages"])
-    (staging / CARD).write_text(render_card(build_manifest(**common, files={}), w.specs))
-    manifest = build_manifest(**common, files=file_table(staging))
+    # The card lists the data files' sha256 (for datasets.load_dataset users): hash them, then the card.
+    files = file_table(staging)
+    (staging / CARD).write_text(render_card(build_manifest(**common, files=files), w.specs))
+    files = dict(sorted({**files, **file_table(staging, [CARD])}.items()))
+    manifest = build_manifest(**common, files=files)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     _fsync_tree(staging)
     for name in (*OUTPUTS, MANIFEST):  # manifest.json last: its arrival is the commit
@@ -146,6 +149,8 @@ def check_finished(path: Path, args: dict[str, Any]) -> dict[str, Any]:
     info = args["info"]
     expected = {"kind": args["kind"], "kinds": sorted([args["kind"], *args["extra_kinds"]]),
                 **{k: info[k] for k in ("version", "task", "split", "model", "license", "seed", "method_config")}}
+    if "data_files" in manifest:  # datasets written before data files were recorded: nothing to compare
+        expected["data_files"] = info["data_files"]
     actual = {**{k: manifest[k] for k in expected if k != "kinds"}, "kinds": sorted(manifest["kinds"])}
     differ = [k for k in expected if expected[k] != actual[k]]
     if differ:
@@ -155,12 +160,13 @@ def check_finished(path: Path, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def finished_example_ids(path: Path, manifest: dict[str, Any]) -> set[str]:
-    import polars as pl
+    from latentbench.store.integrity import verify_file
+    from latentbench.store.parquet import read_parquet
 
     ids: set[str] = set()
     for table in manifest["tables"].values():
         for rel in table["files"]:
-            ids.update(pl.read_parquet(path / rel, columns=["example_id"])["example_id"].to_list())
+            ids.update(read_parquet(verify_file(path, rel, manifest["files"]))["example_id"].to_list())
     return ids
 
 

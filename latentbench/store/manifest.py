@@ -34,9 +34,10 @@ def list_files(root: Path) -> list[str]:
     return sorted(out)
 
 
-def file_table(root: Path) -> dict[str, dict[str, Any]]:
+def file_table(root: Path, rels: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """sha256 and size of ``rels`` (default: every file but the manifest)."""
     return {rel: {"sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size}
-            for rel in list_files(root)}
+            for rel in (list_files(root) if rels is None else rels)}
 
 
 def created_now() -> str:
@@ -100,13 +101,13 @@ def check_info(info: dict[str, Any]) -> dict[str, Any]:
     missing = [k for k in ("task", "split", "model", "license", "version") if k not in info]
     if missing:
         raise UsageError(f"dataset info is missing {', '.join(missing)}")
-    unknown = set(info) - {"task", "split", "model", "license", "version", "seed", "method_config"}
+    unknown = set(info) - {"task", "split", "model", "license", "version", "seed", "method_config", "data_files"}
     if unknown:
         raise UsageError(f"dataset info has unknown keys {sorted(unknown)}")
     model = info["model"] if isinstance(info["model"], dict) else {"id": info["model"]}
     out = {**info, "model": {"revision": None, "sha256": None, **model},
            "seed": info.get("seed"), "method_config": info.get("method_config", {}),
-           "license": str(info["license"]).lower()}
+           "data_files": info.get("data_files", []), "license": str(info["license"]).lower()}
     try:
         out = json.loads(json.dumps(out, sort_keys=True))  # what the manifest will hold, exactly
     except TypeError as exc:
@@ -130,7 +131,8 @@ def build_manifest(*, kind: str, specs: list[KindSpec], info: dict[str, Any], co
         "format": "latentbench-dataset", "manifest_version": 1,
         "kind": kind, "schema_version": kinds[kind], "kinds": kinds,
         "version": info["version"], "task": info["task"], "split": info["split"], "model": info["model"],
-        "method_config": info["method_config"], "seed": info["seed"], "license": info["license"],
+        "method_config": info["method_config"], "data_files": info["data_files"], "seed": info["seed"],
+        "license": info["license"],
         "packages": packages, "git_sha": git, "counts": counts,
         "tables": tables, "arrays": arrays, "files": files, "created": created,
     }
@@ -191,7 +193,16 @@ def render_card(manifest: dict[str, Any], specs: list[KindSpec]) -> str:
         lines += [f"## Array `{name}` ({arr['kind']}, {arr['items']} tensors, {arr['dtype']})", "",
                   f"Stored in `arrays.zarr/{name}/` as a flat `data` array ({arr['codec']}, "
                   f"{arr['chunk_elements']} elements per chunk) with `offsets` and `shapes`.", ""]
+    tables = [(rel, f) for rel, f in manifest["files"].items() if rel.startswith("tables/")]
+    more = len(manifest["files"]) - len(tables)
+    if tables:
+        lines += ["## Files", "",
+                  "The Parquet files `datasets.load_dataset` reads, with their sha256. `manifest.json` lists "
+                  "every file's sha256" + (f" (the {more} under `arrays.zarr/` too)" if more else "") +
+                  "; `latentbench verify <dir>` checks them all, and latentbench's own readers check each "
+                  "file before using it.", "", "| file | bytes | sha256 |", "|---|---|---|",
+                  *[f"| `{rel}` | {f['bytes']} | `{f['sha256']}` |" for rel, f in tables], ""]
     lines += ["## Provenance", "", "```json",
-              json.dumps({k: manifest[k] for k in ("method_config", "packages", "git_sha", "created")},
-                         indent=2, sort_keys=True), "```", ""]
+              json.dumps({k: manifest[k] for k in ("model", "data_files", "method_config", "packages", "git_sha",
+                                                   "created")}, indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)

@@ -1,4 +1,9 @@
-"""Reading a dataset: tables as polars frames or ``datasets.Dataset``, tensors lazily from Zarr."""
+"""Reading a dataset: tables as polars frames or ``datasets.Dataset``, tensors lazily from Zarr.
+
+Every file is checked against manifest.json (size and sha256) the first time this process reads it
+(``store.integrity``): a corrupt dataset raises DatasetIntegrityError naming the file, never returns
+different values.
+"""
 
 from __future__ import annotations
 
@@ -62,8 +67,10 @@ class Dataset:
 
         if name not in self.manifest["tables"]:
             raise UsageError(f"{self.path}: no table {name!r} (tables: {', '.join(self.tables)})")
+        from latentbench.store.integrity import verify_file
+
         meta = self.manifest["tables"][name]
-        frames = [read_parquet(self.path / rel) for rel in meta["files"]]
+        frames = [read_parquet(verify_file(self.path, rel, self.manifest["files"])) for rel in meta["files"]]
         spec = self._table_specs[name]
         frame = pl.concat(frames) if frames else pl.DataFrame(schema=spec.polars_schema())
         where = self.path / meta["files"][0] if meta["files"] else self.path / "tables" / name
@@ -97,7 +104,11 @@ class Dataset:
                 raise UsageError(f"{self.path}: no array {name!r} (arrays: {', '.join(self.arrays) or 'none'})")
             import zarr
 
-            store = self._array_store if self._array_store is not None else self.path / ARRAYS
+            from latentbench.store.integrity import VerifiedStore
+
+            store = self._array_store if self._array_store is not None else zarr.storage.LocalStore(
+                self.path / ARRAYS, read_only=True)
+            store = VerifiedStore(store, self.path, self.manifest["files"])
             try:
                 if self._group is None:
                     self._group = zarr.open_group(store, mode="r")
@@ -106,6 +117,16 @@ class Dataset:
                 raise DatasetIntegrityError(f"{self.path / ARRAYS / name}: missing or unreadable Zarr array "
                                             f"({type(exc).__name__})") from None
         return self._arrays[name]
+
+    def verify(self, *, tables_only: bool = False) -> list[str]:
+        """Files against manifest.json: every file present at its size, nothing unlisted, and the sha256 of
+        every file (``tables_only``: of the Parquet files only). One line per problem, empty if all match;
+        the Hub's ``.gitattributes`` and huggingface_hub's ``.cache/`` are ignored."""
+        from latentbench.store.integrity import HUB_EXTRAS
+        from latentbench.store.validate import check_files
+
+        tables = {rel for t in self.manifest["tables"].values() for rel in t["files"]}
+        return check_files(self.path, self.manifest, hash_only=tables if tables_only else None, ignore=HUB_EXTRAS)
 
     def validate(self) -> list[str]:
         """Full check (schemas, hashes, references); one line per problem, empty if valid."""
@@ -118,7 +139,8 @@ def open_dataset(spec: str | Path, *, array_store: Any = None) -> Dataset:
     """Open a dataset directory, or a Hub dataset ``owner/name[@revision]`` (downloaded to the cache).
 
     ``array_store``: read arrays through this zarr store instead of ``<dir>/arrays.zarr`` (e.g. an
-    instrumented or caching wrapper).
+    instrumented or caching wrapper of it); each key is still checked against the file on disk under
+    ``<dir>/arrays.zarr`` first.
     """
     path = Path(spec).expanduser()
     if path.exists():

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from latentbench.errors import LatentbenchError
-from latentbench.provenance import sha256_file
 from latentbench.store.build import ARRAYS
+from latentbench.store.integrity import file_problem
 from latentbench.store.manifest import MANIFEST, list_files, manifest_problems
 from latentbench.store.parquet import read_parquet
 from latentbench.store.schema import KindSpec, TableSpec, check_frame, load_kind
@@ -38,20 +38,27 @@ def validate_dataset(path: str | Path) -> list[str]:
     if problems:  # without a trustworthy manifest nothing else can be checked
         return problems
     specs = [load_kind(k, v) for k, v in manifest["kinds"].items()]
-    problems += _check_files(root, manifest)
+    bad: set[str] = set()  # failed their hash (or missing): never parsed, their bytes could panic a reader
+    problems += check_files(root, manifest, bad=bad)
     items = _check_arrays(root, manifest, specs, problems)
-    frames = _check_tables(root, manifest, specs, problems)
+    frames = _check_tables(root, manifest, specs, problems, bad)
     _check_refs(root, manifest, specs, frames, items, problems)
     return problems
 
 
-def _check_files(root: Path, manifest: dict[str, Any]) -> list[str]:
+def check_files(root: Path, manifest: dict[str, Any], *, hash_only: set[str] | None = None,
+                ignore: tuple[str, ...] = (), bad: set[str] | None = None) -> list[str]:
+    """Every listed file present with its size and sha256 (only ``hash_only`` hashed, if given), and no
+    unlisted file (paths starting with one of ``ignore`` aside); one line per problem. Listed files
+    that are missing or differ are added to ``bad``."""
     problems: list[str] = []
     listed = manifest["files"]
-    present = set(list_files(root))
+    present = {rel for rel in list_files(root) if not rel.startswith(ignore)}
     missing: dict[str, list[str]] = defaultdict(list)
+    bad = set() if bad is None else bad
     for rel in sorted(set(listed) - present):
         missing["/".join(rel.split("/")[:2])].append(rel)
+        bad.add(rel)
     for group, rels in missing.items():
         if len(rels) > _MAX_LISTED:
             problems.append(f"{root / group}: {len(rels)} files listed in manifest.json are missing")
@@ -60,17 +67,15 @@ def _check_files(root: Path, manifest: dict[str, Any]) -> list[str]:
     for rel in sorted(present - set(listed)):
         problems.append(f"{root / rel}: not listed in manifest.json")
     for rel in sorted(present & set(listed)):
-        size = (root / rel).stat().st_size
-        if size != listed[rel]["bytes"]:
-            problems.append(f"{root / rel}: size {size} bytes, manifest.json says {listed[rel]['bytes']} "
-                            "(truncated or modified)")
-        elif sha256_file(root / rel) != listed[rel]["sha256"]:
-            problems.append(f"{root / rel}: sha256 mismatch (modified since manifest.json was written)")
+        problem = file_problem(root, rel, listed[rel], hash_it=hash_only is None or rel in hash_only)
+        if problem:
+            problems.append(problem)
+            bad.add(rel)
     return problems
 
 
 def _check_tables(root: Path, manifest: dict[str, Any], specs: list[KindSpec],
-                  problems: list[str]) -> dict[str, Any]:
+                  problems: list[str], bad: set[str]) -> dict[str, Any]:
     import polars as pl
 
     frames = {}
@@ -84,6 +89,8 @@ def _check_tables(root: Path, manifest: dict[str, Any], specs: list[KindSpec],
             continue
         parts = []
         for rel in meta["files"]:
+            if rel in bad:
+                continue
             try:
                 frame = read_parquet(root / rel)
             except LatentbenchError as exc:

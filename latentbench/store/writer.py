@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from latentbench.errors import SchemaError, UsageError
+from latentbench.paths import check_writable_dir
 from latentbench.provenance import git_sha, package_versions
 from latentbench.store import build
 from latentbench.store.arrays import CODECS, DEFAULT_CHUNK_ELEMENTS, DEFAULT_CODEC, to_storage
@@ -34,6 +35,20 @@ from latentbench.store.schema import ArraySpec, KindSpec, TableSpec, load_kind, 
 
 JOURNAL = ".journal"
 DEFAULT_ROWS_PER_FILE = 1_000_000
+
+
+def check_target(path: Path, flag: str = "") -> None:
+    """UsageError (one line) unless a dataset can be written (or resumed) at ``path``: refuses a file, a
+    directory holding something other than a dataset, and one this process cannot write in. Cheap, so
+    commands call it before loading a model."""
+    if (path / MANIFEST).is_file():  # finished: re-running is a no-op (or refused by its arguments)
+        return
+    where = f"{flag} {path}" if flag else str(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{where}: exists and is not a directory")
+    if path.is_dir() and not Journal(path / JOURNAL).exists() and any(path.iterdir()):
+        raise UsageError(f"{where}: directory is not empty and holds no dataset in progress; refusing to write into it")
+    check_writable_dir(path, flag)
 
 
 class DatasetWriter:
@@ -84,11 +99,7 @@ class DatasetWriter:
             shutil.rmtree(self.path / build.STAGING, ignore_errors=True)
             self._completed = build.finished_example_ids(self.path, self._finalized)
             return
-        if self.path.exists() and not self.path.is_dir():
-            raise UsageError(f"{self.path}: exists and is not a directory")
-        if not self._journal.exists() and self.path.exists() and any(self.path.iterdir()):
-            raise UsageError(f"{self.path}: directory is not empty and holds no dataset in progress; "
-                             "refusing to write into it")
+        check_target(self.path)
         meta = {**self.args, "created": created_now(), "git_sha": git_sha(), "packages": package_versions()}
         self.meta = self._journal.open(meta, compare=list(self.args))
         for entry in self._journal.entries():

@@ -5,7 +5,9 @@ that need a decision (tests/test_answers.py pins each one):
 
 Numbers
 - A number is ``-1,450,000.5``, ``.5``, ``3/4``, ``1 1/2``, ``1.5e3`` or LaTeX ``\\frac{3}{4}``.
-  Commas count as thousands separators only in groups of exactly three digits ("1,2,3" is a list).
+  Commas count as thousands separators only in groups of exactly three digits ("1,2,3" is a list);
+  so do spaces, no-break spaces (U+00A0) and thin spaces (U+2009, U+202F), one kind per number
+  ("1 000 000", "12 345.5"); irregular groups stay apart ("1 00 000" is 1, 00 and 000).
 - Digits glued to a letter, ``^`` or ``.`` are not numbers: "x2", "H2O", "COVID-19", "m^2", "v1.2".
   Units and words after a number are ignored ("3.5kg", "12 dollars", "2nd").
 - "-" is a minus sign unless it follows a word character or a bracket ("5-3" is 5 and 3).
@@ -43,6 +45,7 @@ from latentbench.errors import DataFormatError
 
 # --- numbers ---------------------------------------------------------------------------------------
 
+_GROUP_SEPARATORS = str.maketrans("", "", ", \u00a0\u2009\u202f")  # thousands separators, dropped
 _MINUS_SIGNS = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-", "\ufe63": "-", "\uff0d": "-"})
 # \frac{3}{4}, \dfrac{-1}{2}, \tfrac{1.5}{3}, optionally after a whole part ("1\frac{1}{2}")
 _LATEX_FRAC = re.compile(r"(?:(\d) ?)?\\[dt]?frac\{\s*(-?[\d.]+)\s*\}\{\s*([\d.]+)\s*\}")
@@ -59,6 +62,7 @@ _NUMBER = re.compile(
         \d+[ ]\d+/\d+                     # mixed fraction: 1 1/2
       | \d+(?:\.\d+)?/\d+(?:\.\d+)?       # fraction: 3/4, 1.5/3
       | \d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?  # thousands separators: 1,450,000 and 1,000.50
+      | \d{1,3}(?P<sp>[ \u00a0\u2009\u202f])\d{3}(?:(?P=sp)\d{3})*(?!\d)(?:\.\d+)?  # 1 000 000, 12 345.5
       | \d+(?:\.\d+)?(?:[eE][-+]?\d{1,3}(?!\d))?  # plain, decimal, scientific: 12, 2.50, 1.5e3
       | \.\d+                             # leading dot: .5
     )
@@ -86,14 +90,11 @@ def _prep(text: str) -> str:
 
 def _to_fraction(num: str) -> Fraction | None:
     """Exact value of one matched number token; None for a zero denominator."""
-    whole = Fraction(0)
-    if " " in num:
-        head, num = num.split(" ")
-        whole = Fraction(head)
     if "/" in num:
+        head, _, num = num.rpartition(" ")  # a mixed fraction's whole part, if any
         top, bottom = (Fraction(part) for part in num.split("/"))
-        return None if bottom == 0 else whole + top / bottom
-    return Fraction(num.replace(",", ""))
+        return None if bottom == 0 else Fraction(head or 0) + top / bottom
+    return Fraction(num.translate(_GROUP_SEPARATORS))
 
 
 def _power(n: int, p: int) -> int:

@@ -1,4 +1,7 @@
-"""Reading a task's raw records: from the offline data dir, the Hub, a pinned URL, or a PyPI package."""
+"""Reading a task's raw records: from the offline data dir, the Hub, a pinned URL, or a PyPI package.
+
+Local files are checked against the sha256 their task card pins before they are parsed.
+"""
 
 from __future__ import annotations
 
@@ -13,31 +16,65 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from latentbench.errors import DataFormatError, DataNotFoundError
+from latentbench.errors import DataFormatError, DataModifiedError, DataNotFoundError
 from latentbench.paths import cache_dir
+from latentbench.provenance import sha256_file_cached
 from latentbench.tasks.card import SplitSpec, TaskCard
 
 
-def read_records(card: TaskCard, split: str, data_dir: Path | None) -> list[dict[str, Any]]:
-    """All raw records of a split. Offline (``data_dir`` set) reads only local files, never the network."""
+def read_records(card: TaskCard, split: str, data_dir: Path | None, *,
+                 allow_modified: bool = False) -> list[dict[str, Any]]:
+    """All raw records of a split. Offline (``data_dir`` set) reads only local files, never the network.
+
+    A local file must match the sha256 its card pins (DataModifiedError otherwise) unless
+    ``allow_modified``; :func:`data_files` records what was read.
+    """
     spec = card.splits[split]
+    _, path = locate(card, split, data_dir)
+    if path is None:
+        return _hub_records(card, spec)
+    digest = sha256_file_cached(path)
+    if spec.sha256 and digest != spec.sha256 and not allow_modified:
+        card_file = card.path.name if card.path else f"{card.name}.yaml"
+        raise DataModifiedError(f"{card.name}/{split}: {path} has sha256 {digest[:12]}…, but its task card "
+                                f"{card_file} pins {spec.sha256[:12]}… (edited, or another release); pass "
+                                "--allow-modified-data to use it anyway (recorded in results and manifests)")
+    return _parse_file(path, spec, card)
+
+
+def data_files(card: TaskCard, split: str, data_dir: Path | None) -> list[dict[str, Any]]:
+    """What a split is read from, as results and manifests record it: the file's name, its sha256, the
+    sha256 the card pins, and whether they differ (a Hub dataset: ``id@revision``, no sha256)."""
+    name, path = locate(card, split, data_dir)
+    pinned = card.splits[split].sha256
+    if path is None:
+        return [{"name": name, "sha256": None, "pinned_sha256": None, "modified": False}]
+    digest = sha256_file_cached(path)
+    return [{"name": name, "sha256": digest, "pinned_sha256": pinned, "modified": bool(pinned) and digest != pinned}]
+
+
+def locate(card: TaskCard, split: str, data_dir: Path | None) -> tuple[str, Path | None]:
+    """(name to record, local file) of a split's data; the file is None when it comes from the Hub."""
+    spec = card.splits[split]
+    package = card.source.get("package")
+    package_name = f"{package['name']}:{package['file']}" if package else ""
     if data_dir is not None:
         path = data_dir / spec.file
         if path.is_file():
-            return _parse_file(path, spec, card)
-        package_file = _package_file(card)
-        if package_file is not None:
-            return _parse_file(package_file, spec, card)
+            return spec.file, path
+        if (package_file := _package_file(card)) is not None:
+            return package_name, package_file
         raise DataNotFoundError(f"{card.name}/{split}: {path} not found (data dir {data_dir}; "
                                 f"expected the layout of shared/data, see docs/tasks.md)")
     if os.environ.get("HF_HUB_OFFLINE") == "1" and (package_file := _package_file(card)) is not None:
-        return _parse_file(package_file, spec, card)
+        return package_name, package_file
     if "hub" in card.source and spec.hub_split:
-        return _hub_records(card, spec)
+        hub = card.source["hub"]
+        return f"{hub['id']}@{hub.get('revision') or 'main'}", None
     if "url" in card.source:
-        return _parse_file(_download(card.source["url"], spec.sha256, card.name), spec, card)
+        return card.source["url"], _download(card.source["url"], spec.sha256, card.name)
     if (package_file := _package_file(card)) is not None:
-        return _parse_file(package_file, spec, card)
+        return package_name, package_file
     raise DataNotFoundError(f"{card.name}/{split}: no online source; pass --data-dir or set LATENTBENCH_DATA_DIR")
 
 

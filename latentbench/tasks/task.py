@@ -10,7 +10,7 @@ from latentbench.errors import DataFormatError, UsageError
 from latentbench.tasks.adapters import ADAPTERS
 from latentbench.tasks.card import TaskCard
 from latentbench.tasks.example import Example
-from latentbench.tasks.sources import read_records
+from latentbench.tasks.sources import data_files, read_records
 
 
 @dataclass
@@ -47,16 +47,21 @@ class Task:
             raise UsageError(f"--split {split!r}: task {self.name} has splits {', '.join(self.card.splits)}")
         return split
 
-    def examples(self, split: str | None = None, *, limit: int | None = None,
-                 data_dir: Path | None = None) -> list[Example]:
-        """The split's examples in source order; ``limit`` takes the first N (the same N for every method)."""
+    def examples(self, split: str | None = None, *, limit: int | None = None, data_dir: Path | None = None,
+                 allow_modified_data: bool = False) -> list[Example]:
+        """The split's examples in source order; ``limit`` takes the first N (the same N for every method).
+        A local data file must match its card's sha256 unless ``allow_modified_data`` (DataModifiedError)."""
         split = self.split(split)
         if limit is not None and limit < 1:
             raise UsageError(f"--limit must be at least 1, got {limit}")
-        records = read_records(self.card, split, data_dir)
+        records = read_records(self.card, split, data_dir, allow_modified=allow_modified_data)
         records = records[:limit] if limit else records
         adapter = ADAPTERS[self.card.adapter]
         return [adapter(self.card, split, i, record) for i, record in enumerate(records)]
+
+    def data_files(self, split: str | None = None, data_dir: Path | None = None) -> list[dict[str, Any]]:
+        """The data the split is read from, as results and manifests record it (name, sha256, pin, modified)."""
+        return data_files(self.card, self.split(split), data_dir)
 
     def prompt(self, example: Example) -> str:
         """The user message (methods apply the model's chat template around it)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from latentbench.errors import UsageError
+from latentbench.paths import check_writable_dir
 from latentbench.train import checkpoint as ckpt
 
 METRICS = "metrics.jsonl"
@@ -27,10 +28,11 @@ class TrainResult:
 def check_output(out: Path, record: dict[str, Any], max_steps: int) -> Path | None:
     """The resume point to continue from (None: start afresh). UsageError, one line, if ``out`` holds
     something else: not a training run, another trainer or config, or more steps than ``max_steps``."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory (expected a training output directory)")
+    check_writable_dir(out, "--output")  # before any data or model loads
     if not out.exists():
         return None
-    if not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a directory (expected a training output directory)")
     points = ckpt.resume_points(out)
     before = ckpt.read_state(points[-1])["config"] if points else ckpt.read_json(out / ckpt.CONFIG)
     if before is None:

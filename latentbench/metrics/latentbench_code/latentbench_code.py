@@ -22,7 +22,7 @@ refuses other keys, so pass ``{k: row[k] for k in ("test", "entry_point", "promp
 
 The program is extracted as ``latentbench eval`` does for HumanEval (``extract_code``: fenced blocks,
 a bare body joined to the prompt, trailing prose dropped) and run in a separate sandboxed process
-(bubblewrap when it works, else rlimits; see docs/sandbox.md). A problem passes when ``check`` returns.
+(bubblewrap; without it scoring is refused, see docs/sandbox.md). A problem passes when ``check`` returns.
 Keyword options: ``workers`` (parallel sandboxes, default 2), ``timeout_s`` (per problem, default 10).
 """
 
