@@ -240,7 +240,9 @@ def attack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
     tmp_canary = tmp_path / "canary.txt"
     tmp_canary.write_text("tmp-secret-91c2")
-    repo_file = Path(__file__).resolve().parents[1] / f"escaped-{os.getpid()}.txt"
+    # outside the sandbox's private /tmp even when the checkout lives under /tmp (there, the interpreter's
+    # bind mount makes the checkout's path exist, writable and private, inside the sandbox's tmpfs)
+    repo_file = Path.home() / f"escaped-{os.getpid()}.txt"
     with attacks.home_canary() as home_canary, attacks.secret_process(), socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
