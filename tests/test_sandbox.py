@@ -150,7 +150,9 @@ def test_network_is_unreachable(backend: str) -> None:
 @bwrap_only
 def test_writes_outside_the_sandbox_fail(tmp_path: Path) -> None:
     target = tmp_path / "escaped.txt"
-    repo_file = Path(__file__).resolve().parents[1] / "sandbox-escape.txt"
+    # the home dir, not the checkout: a checkout under /tmp exists (private and writable) inside the sandbox's
+    # tmpfs, because the interpreter's bind mount creates its path there
+    repo_file = Path.home() / "sandbox-escape.txt"
     source = ("import sys\nfor p in sys.argv[1:]:\n    try:\n        open(p, 'w').write('x')\n"
               "        print('wrote', p)\n    except OSError as e:\n        print('blocked', p, e.errno)")
     result = run_python(source, args=[str(target), str(repo_file), "/usr/x", "/x", "/dev/x"], limits=FAST,
