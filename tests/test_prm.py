@@ -12,8 +12,7 @@ import torch
 from conftest import saved_tiny_model
 
 from latentbench.errors import UsageError
-from latentbench.methods.latent_tree.prm import PrmConfig, PrmTrainer, load_prm, node_metrics
-from latentbench.models import tiny_model
+from latentbench.methods.latent_tree.prm import Generator, PrmConfig, PrmTrainer, load_prm, node_metrics
 from latentbench.store.synthetic import INFO
 from latentbench.store.writer import DatasetWriter
 from latentbench.train import run_training
@@ -127,14 +126,12 @@ def test_a_prm_loads_for_its_generator_and_is_refused_for_another(tmp_path: Path
     run_training(PrmTrainer(PrmConfig(head="mlp", width=8, max_steps=2)), [write_trees(tmp_path / "d", range(6))],
                  out, show_progress=False)
     assert json.loads((out / "provenance.json").read_text())["base_model_sha256"] == INFO["model"]["sha256"]
-    generator = tiny_model("llama", hidden_size=HIDDEN)
-    generator.weights_sha256 = INFO["model"]["sha256"]
+    generator = Generator("tiny", INFO["model"]["sha256"], HIDDEN)
     module, config = load_prm(out, generator)
     assert config.head == "mlp" and module(
         {"states": torch.zeros(1, 2, HIDDEN), "mask": torch.ones(1, 2, dtype=torch.long)}).shape == (1,)
-    generator.weights_sha256 = "ef" * 32
     with pytest.raises(UsageError, match="trained on latents of generator weights abababababab"):
-        load_prm(out, generator)
+        load_prm(out, Generator("tiny", "ef" * 32, HIDDEN))
 
 
 def test_train_prm_from_the_command_line(tmp_path: Path) -> None:
@@ -219,3 +216,56 @@ def test_beam_or_prm_selection_without_a_prm_is_refused() -> None:
         LatentTreeConfig(beam=2)
     with pytest.raises(ConfigError, match="select=prm"):
         LatentTreeConfig(select="prm")
+
+
+# -- selection rules scored offline on saved trees ---------------------------------------------------------
+def test_offline_selection_picks_what_eval_picks(generator_trees, tmp_path: Path) -> None:
+    """`latentbench select` on a generated dataset gives each question the leaf `eval --select R` chooses
+    on the same questions: the PRM's pick has the PRM score eval reports, majority's correctness is the
+    tree's at generation (select=majority), and no rule beats the oracle."""
+    from latentbench.eval.evaluator import EvalRequest, evaluate
+    from latentbench.methods.latent_tree.selection import prm_scores, score_rules
+    from latentbench.store import open_dataset
+
+    model, trees = generator_trees
+    prm = tmp_path / "prm"
+    run_training(PrmTrainer(PrmConfig(head="mlp", width=8, max_steps=3, batch_size=4)), [trees], prm,
+                 show_progress=False)
+    results = {r.rule: r for r in score_rules([trees], [prm])}
+    assert set(results) == {"majority", "consistency", f"prm:{prm}", "oracle"}
+    assert all(len(r.correct) == 4 for r in results.values())
+
+    tree_rows = open_dataset(trees).table("trees").sort("example_id").to_dicts()
+    assert results["majority"].correct == [bool(r["correct"]) for r in tree_rows]
+    assert all(a <= o for r in results.values() for a, o in zip(r.correct, results["oracle"].correct, strict=True))
+
+    offline = results[f"prm:{prm}"]
+    record, path = evaluate(EvalRequest(task="gsm8k", method="latent-tree", limit=4, model=str(model),
+                                        output_path=str(tmp_path / "eval"), show_progress=False,
+                                        method_args={**TREE, "prm": str(prm), "select": "prm"}))
+    samples = [json.loads(line) for line in (path.parent / record["samples_file"]).read_text().splitlines()]
+    scores = prm_scores(prm, [trees])
+    assert len(samples) == 4
+    for sample in samples:
+        key = f"0/{sample['id']}"
+        assert sample["metrics"]["prm_score"] == pytest.approx(scores[(key, offline.picks[key])], abs=1e-5)
+        assert max(s for (k, _), s in scores.items() if k == key) == scores[(key, offline.picks[key])]
+
+
+def test_select_from_the_command_line(generator_trees, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    _, trees = generator_trees
+    out = tmp_path / "rules.json"
+    done = subprocess.run([sys.executable, "-m", "latentbench", "select", str(trees), "-o", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["rule"] for r in rows] == ["majority", "consistency", "oracle"]  # no --prm: no prm row
+    assert all(r["n"] == 4 and r["interval_95"][0] <= r["accuracy"] <= r["interval_95"][1] for r in rows)
+    assert "majority" in done.stdout and "[" in done.stdout
+    for args, message in ([["--rules", "best"]], "unknown best"), ([["--rules", "prm"]], "needs at least one --prm"):
+        bad = subprocess.run([sys.executable, "-m", "latentbench", "select", str(trees), *args[0]],
+                             capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

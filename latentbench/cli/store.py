@@ -1,4 +1,5 @@
-"""Commands on saved datasets: ``validate``, ``verify``, ``info``, ``push``, ``pull``, ``replay``.
+"""Commands on saved datasets: ``validate``, ``verify``, ``info``, ``push``, ``pull``, ``replay``,
+``select``.
 
 ``register(app)`` adds them to the main typer app. Heavy imports happen inside the commands so
 ``latentbench --help`` stays fast. User errors are raised as LatentbenchError (the CLI prints
@@ -143,9 +144,31 @@ def replay(
             raise typer.Exit(1)
 
 
+def select(
+    datasets: Annotated[list[str], typer.Argument(help="Latent-tree dataset directories (generated with keep all, "
+                                                        "or keep >= 2, to have a choice).")],
+    prm: Annotated[list[Path] | None, typer.Option("--prm", help="A `latentbench train prm` output (repeatable): "
+                                                   "one prm row each.")] = None,
+    rules: Annotated[str, typer.Option("--rules", help="Comma-separated: majority, consistency, prm, oracle.")] = "",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the rows (with every pick) as JSON.")] = None,
+) -> None:
+    """Score latent-tree selection rules offline: which decoded leaf majority, consistency, each PRM and the
+    oracle pick in saved trees, and the accuracy of each with a 95% bootstrap interval (no generator run)."""
+    import json
+
+    from latentbench.methods.latent_tree.selection import RULES, render, score_rules
+
+    chosen = [r.strip() for r in rules.split(",") if r.strip()] or [r for r in RULES if r != "prm" or prm]
+    results = score_rules(datasets, prm or [], chosen)
+    typer.echo(render(results))
+    if output is not None:
+        output.write_text(json.dumps({"datasets": datasets, "rows": [r.to_dict() for r in results]}, indent=2) + "\n")
+        typer.echo(f"wrote {output}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the dataset commands to the main ``latentbench`` app."""
-    for command in (validate, verify, info, push, pull, replay):
+    for command in (validate, verify, info, push, pull, replay, select):
         app.command(command.__name__)(command)
 
 

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
 
@@ -93,9 +93,9 @@ class LatentTreeMethod:
 
         realign = controlled(realignment(lm, self.config.realign_lambda), self.config.control)
         if self.config.prm and self._prm is None:
-            from latentbench.methods.latent_tree.prm import load_prm
+            from latentbench.methods.latent_tree.prm import Generator, load_prm
 
-            self._prm = load_prm(self.config.prm, lm)
+            self._prm = load_prm(self.config.prm, Generator.of(lm))
         for start in range(0, len(examples), self.config.batch_size):
             yield from self.grow_batch(lm, task, examples[start:start + self.config.batch_size], realign)
 
@@ -251,7 +251,16 @@ class LatentTreeMethod:
                        latent_budget=latent, artifacts={"tree": tree, "nodes": nodes}, metrics=metrics)
 
 
-def select_leaf(decoded: list[TreeNode], rule: str) -> TreeNode:
+class Pickable(Protocol):
+    prediction: str | None
+    correct: bool | None
+    prm_score: float | None
+
+
+LeafT = TypeVar("LeafT", bound=Pickable)
+
+
+def select_leaf(decoded: Sequence[LeafT], rule: str) -> LeafT:
     """The final pick among decoded leaves (``decoded`` sorted most consistent first): majority answer
     (ties: the most consistent), the most consistent leaf, the best PRM score, or the oracle (a correct
     leaf if any, else the majority pick)."""

@@ -94,10 +94,14 @@ class PrmTrainer:
     def collate(self, rows: list[dict[str, Any]], data: TrainData) -> dict[str, Any]:
         import torch
 
-        batch = self._kv(data, rows) if self.config.head == "kv" else self._states(data, rows)
+        batch = self.inputs(rows, data)
         batch["value"] = torch.tensor([float(r["value"]) for r in rows])
         batch["weight"] = torch.tensor([float(r["n_leaves"]) for r in rows])
         return batch
+
+    def inputs(self, rows: list[dict[str, Any]], data: TrainData) -> dict[str, Any]:
+        """The head's inputs for node rows: their paths' latent states, or (``kv``) their paths' KV."""
+        return self._kv(data, rows) if self.config.head == "kv" else self._states(data, rows)
 
     def _path(self, data: TrainData, row: dict[str, Any], with_root: bool = False) -> list[dict[str, Any]]:
         """The rows of the node's path, root first; without the root (it holds no latents) by default."""
@@ -229,7 +233,20 @@ def build_head(config: PrmConfig, generator_hidden: int) -> torch.nn.Module:
     return KvHead(body, prompt, config.lora, config.lora_rank)
 
 
-def load_prm(directory: str | Path, generator: LoadedModel) -> tuple[torch.nn.Module, PrmConfig]:
+@dataclass(frozen=True)
+class Generator:
+    """What a PRM must match: the generator whose latents it reads (from a loaded model or a dataset)."""
+
+    model_id: str
+    weights_sha256: str | None
+    hidden_size: int
+
+    @classmethod
+    def of(cls, lm: LoadedModel) -> Generator:
+        return cls(lm.model_id, lm.weights_sha256, lm.model.config.hidden_size)
+
+
+def load_prm(directory: str | Path, generator: Generator) -> tuple[torch.nn.Module, PrmConfig]:
     """A trained PRM for scoring ``generator``'s paths; refused if it was trained on another generator."""
     from latentbench.config import build_config
     from latentbench.train.checkpoint import PROVENANCE, load_checkpoint, read_json
@@ -244,6 +261,6 @@ def load_prm(directory: str | Path, generator: LoadedModel) -> tuple[torch.nn.Mo
         raise UsageError(f"prm={directory}: trained on latents of generator weights {trained_on[:12]}…, but "
                          f"{generator.model_id} has {generator.weights_sha256[:12]}…; train a PRM on this generator's trees")
     config = build_config(PrmConfig, record["config"], {})
-    module = build_head(config, generator.model.config.hidden_size)
+    module = build_head(config, generator.hidden_size)
     load_checkpoint(directory, module)
     return module.eval(), config
