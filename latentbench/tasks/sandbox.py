@@ -6,7 +6,7 @@ Layers, outermost first (docs/sandbox.md has the why):
   program does;
 * rlimits set by ``prlimit``: address space, CPU seconds, file size, open files, no core dumps;
 * **bwrap**: an empty root with only the interpreter, its standard library, the system libraries and
-  the site-packages in ``SANDBOX_PACKAGES`` bound read-only; a private size-capped ``/tmp`` (the
+  the site-packages in ``sandbox_mounts.SANDBOX_PACKAGES`` bound read-only; a private size-capped ``/tmp`` (the
   working dir), a minimal read-only ``/dev``, a private ``/proc``; every namespace unshared (no
   network; a pid namespace that dies with the program), no capabilities, an environment reduced to
   a whitelist;
@@ -22,17 +22,13 @@ Output is read with a cap; a program that prints more is killed (status ``output
 
 from __future__ import annotations
 
-import errno
 import os
-import platform
 import select
 import selectors
 import shutil
 import signal
-import struct
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import warnings
@@ -41,17 +37,17 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
 
 from latentbench.errors import LatentbenchError
+from latentbench.tasks.sandbox_mounts import interpreter, package_roots, system_binds
+from latentbench.tasks.seccomp import seccomp_program
 
 Status = Literal["ok", "error", "timeout", "killed", "output_limit"]
 Backend = Literal["auto", "bwrap", "rlimits"]
 
 INSTALL_HINT = "apt-get install bubblewrap"
-SANDBOX_PACKAGES = ("numpy",)  # site-packages that model-written code may import (read-only)
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 # Native math libraries start one thread per core; one is enough and keeps the address space small.
 _THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -184,7 +180,7 @@ class Sandboxed:
                 (in_dir / name).write_bytes(data)
             workdir = _SANDBOX_TMP if self.backend == "bwrap" else str(self.dir)
             full_env = {**BASE_ENV, **_THREAD_ENV, "HOME": workdir, "TMPDIR": workdir,
-                        "PYTHONPATH": os.pathsep.join(_package_roots()), **(env or {})}
+                        "PYTHONPATH": os.pathsep.join(package_roots()), **(env or {})}
             self.start = time.monotonic()
             self.proc = self._spawn(list(args), full_env, stdin, interactive)
         except BaseException:
@@ -198,9 +194,9 @@ class Sandboxed:
         with open(filter_path, "rb") as seccomp:
             if self.backend == "bwrap":
                 argv = _bwrap_argv(self.dir, self.limits, seccomp.fileno() if program else None)
-                argv += [_interpreter(), "-S", "-B", "in/main.py", *args]
+                argv += [interpreter(), "-S", "-B", "in/main.py", *args]
             else:  # the bootstrap installs the filter before the program's first line
-                argv = [*_unshare_prefix(), _interpreter(), "-S", "-B", "-c", _BOOTSTRAP, filter_path.name,
+                argv = [*_unshare_prefix(), interpreter(), "-S", "-B", "-c", _BOOTSTRAP, filter_path.name,
                         "in/main.py", *args]
             if interactive:
                 streams = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE,
@@ -386,54 +382,10 @@ exec(compile(open(__file__, 'rb').read(), __file__, 'exec'))
 """
 
 
-@cache
-def _interpreter() -> str:
-    """The real interpreter binary (not a venv's link to it): the one file the sandbox must run."""
-    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-
-
-@cache
-def _package_roots() -> tuple[str, ...]:
-    """Directories holding ``SANDBOX_PACKAGES`` (PYTHONPATH inside; -S skips site hooks, which for an
-    editable install alone cost ~60 ms per start)."""
-    return tuple(dict.fromkeys(str(Path(p).parent) for p in _package_dirs()))
-
-
-@cache
-def _package_dirs() -> tuple[str, ...]:
-    """Each installed package of ``SANDBOX_PACKAGES``, with its wheel's bundled libraries (``numpy.libs``)."""
-    dirs = []
-    for name in SANDBOX_PACKAGES:
-        spec = find_spec(name)
-        if spec is not None and spec.submodule_search_locations:
-            root = Path(next(iter(spec.submodule_search_locations)))
-            dirs += [str(d) for d in (root, root.with_name(f"{name}.libs")) if d.is_dir()]
-    return tuple(dirs)
-
-
-@cache
-def _system_binds() -> tuple[str, ...]:
-    """bwrap arguments for what the interpreter needs: itself, its shared library, its standard library
-    (with lib-dynload) and the system's shared libraries, all read-only; top-level links kept as links."""
-    args: list[str] = []
-    for top in ("/lib", "/lib32", "/lib64", "/libx32"):
-        if os.path.islink(top):
-            args += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            args += ["--ro-bind", top, top]
-    libpython = Path(sysconfig.get_config_var("LIBDIR") or "/nonexistent") / (sysconfig.get_config_var("INSTSONAME") or "-")
-    paths = ["/usr/lib", "/usr/lib32", "/usr/lib64", _interpreter(), str(libpython), sysconfig.get_paths()["stdlib"],
-             *_package_dirs()]
-    for path in dict.fromkeys(os.path.realpath(p) for p in paths):
-        if os.path.exists(path):
-            args += ["--ro-bind", path, path]
-    return tuple(args)
-
-
 def _bwrap_argv(host_dir: Path, limits: Limits, seccomp_fd: int | None) -> list[str]:
     # /tmp first: the binds after it show through even where the interpreter lives under the host's /tmp
     argv = ["bwrap", "--tmpfs", "/", "--size", str(limits.tmpfs_mb * 2**20), "--tmpfs", _SANDBOX_TMP,
-            *_system_binds(), "--ro-bind", str(host_dir / "in"), f"{_SANDBOX_TMP}/in", "--dev", "/dev", "--proc", "/proc",
+            *system_binds(), "--ro-bind", str(host_dir / "in"), f"{_SANDBOX_TMP}/in", "--dev", "/dev", "--proc", "/proc",
             "--remount-ro", "/dev", "--remount-ro", "/",  # no unbounded tmpfs besides /tmp
             "--unshare-all", "--cap-drop", "ALL", "--hostname", "sandbox", "--die-with-parent", "--new-session",
             "--chdir", _SANDBOX_TMP]
@@ -464,46 +416,3 @@ def _user_tasks() -> int:
             except OSError:
                 continue
     return total
-
-
-# --- seccomp: no new processes, no signals or tracing of any process -------------------------------
-
-_ARCHES = {  # audit arch, syscall numbers
-    "x86_64": (0xC000003E, {"fork": 57, "vfork": 58, "clone": 56, "clone3": 435},
-               (62, 200, 234, 129, 297, 101, 310, 311, 424, 434, 438, 440)),
-    "aarch64": (0xC00000B7, {"clone": 220, "clone3": 435},
-                (129, 130, 131, 138, 240, 117, 270, 271, 424, 434, 438, 440)),
-}  # the tuple: kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo, ptrace, process_vm_readv/writev,
-#    pidfd_send_signal, pidfd_open, pidfd_getfd, process_madvise
-_CLONE_THREAD = 0x00010000
-_RET_ALLOW, _RET_ERRNO, _RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
-
-
-def seccomp_program(machine: str | None = None, *, allow_processes: bool = False) -> bytes | None:
-    """A classic-BPF filter. Signalling or tracing syscalls kill the process (a program that tries to
-    kill its parent or the harness fails, whatever it catches); unless ``allow_processes``,
-    fork/vfork/clone without CLONE_THREAD get EAGAIN and clone3 (whose flags a filter cannot read)
-    ENOSYS so libc falls back to clone. Other ABIs on the same CPU get ENOSYS."""
-    arch = _ARCHES.get(machine or platform.machine())
-    if arch is None:
-        return None
-    audit_arch, nrs, deadly = arch
-    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
-    prog: list[tuple[int, str | int, str | int, int]] = [
-        (ld, 0, 0, 4), (jeq, 0, "nosys", audit_arch), (ld, 0, 0, 0)]
-    if "fork" in nrs:  # x86_64: the x32 ABI shares the audit arch; its numbers carry bit 30
-        prog.append((jge, "nosys", 0, 0x40000000))
-    prog += [(jeq, "kill", 0, nr) for nr in deadly]
-    if not allow_processes:
-        prog += [(jeq, "again", 0, nrs[name]) for name in ("fork", "vfork") if name in nrs]
-        prog += [(jeq, "nosys", 0, nrs["clone3"]), (jeq, 0, "allow", nrs["clone"]),
-                 (ld, 0, 0, 16), (jset, "allow", "again", _CLONE_THREAD)]
-    labels = {"allow": len(prog), "again": len(prog) + 1, "nosys": len(prog) + 2, "kill": len(prog) + 3}
-    prog += [(ret, 0, 0, _RET_ALLOW), (ret, 0, 0, _RET_ERRNO | errno.EAGAIN),
-             (ret, 0, 0, _RET_ERRNO | errno.ENOSYS), (ret, 0, 0, _RET_KILL)]
-    out = bytearray()
-    for i, (code, jt, jf, k) in enumerate(prog):
-        jt = labels[jt] - i - 1 if isinstance(jt, str) else jt
-        jf = labels[jf] - i - 1 if isinstance(jf, str) else jf
-        out += struct.pack("=HBBI", code, jt, jf, k)
-    return bytes(out)
