@@ -175,7 +175,7 @@ class HubCopy:
 
     path: Path
     repo_id: str
-    revision: str  # as asked ("main" when none was)
+    ref: str  # the revision asked for ("main" when none was)
     commit: str  # the commit it resolved to, and whose files ``path`` holds
 
 

@@ -168,7 +168,7 @@ def open_dataset(spec: str | Path, *, array_store: Any = None) -> Dataset:
     ds.hub_id, ds.revision = copy.repo_id, copy.commit
     if parsed[1] is None:  # unpinned: what was read depends on when; say so
         log.warning("%s: read %s at commit %s; open %s@%s to read exactly this again",
-                    spec, copy.revision, copy.commit, copy.repo_id, copy.commit)
+                    spec, copy.ref, copy.commit, copy.repo_id, copy.commit)
     else:
         log.info("%s: read commit %s", spec, copy.commit)
     return ds
