@@ -318,11 +318,8 @@ def _handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():  # a streamed file upload
-                body = self._read_chunked()
-            else:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+            length = int(self.headers.get("Content-Length") or 0)  # the client sizes its LFS PUTs too
+            body = self.rfile.read(length) if length else b""
             req = Request(self.command, parts.path, parse_qs(parts.query),
                           {k.lower(): v for k, v in self.headers.items()}, body)
             status, headers, payload = server.dispatch(req)
@@ -333,15 +330,6 @@ def _handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)
-
-        def _read_chunked(self) -> bytes:
-            parts = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()  # the CRLF after each chunk
-            while self.rfile.readline().strip():  # trailers, up to the blank line
-                pass
-            return b"".join(parts)
 
         do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _serve
 
