@@ -237,6 +237,29 @@ CODE = [
         PROMPT + "\n\ndef _pairs(xs):\n    return []\n",
     ),
     ("no code", "I cannot solve this.", PROMPT),
+    # stray fences: none of them may swallow the function
+    ("stray empty fence before", f"```\n```python\n{FUNC}```", "from typing import List\n\n" + FUNC),
+    ("empty fenced block before", f"```python\n```\n{FUNC}```\nDone.", "from typing import List\n\n" + FUNC),
+    ("stray fence after", f"```python\n{FUNC}```\n```", "from typing import List\n\n" + FUNC),
+    ("unpaired fences around bare code", f"Here:\n```\n```\n{FUNC}```\n", "from typing import List\n\n" + FUNC),
+    ("fence glued to the last line", f"```python\n{FUNC.rstrip()}```\nDone.", "from typing import List\n\n" + FUNC),
+    ("indented fences", f"1. Code:\n   ```python\n{FUNC}   ```\n", "from typing import List\n\n" + FUNC),
+    ("function under a non-python tag", f"```text\n{FUNC}```", "from typing import List\n\n" + FUNC),
+    (
+        "stray fence inside the function",
+        f"```python\n{FUNC.splitlines()[0]}\n```\n{BODY}```",
+        "from typing import List\n\n" + FUNC,
+    ),
+    (
+        "a later block only calls it",
+        f"```python\n{FUNC}```\nUsage:\n```python\nhas_close([1.0, 2.0], 0.5)\n```",
+        "from typing import List\n\n" + FUNC,
+    ),
+    (
+        "fenced code opening with a constant",
+        f"```python\nEPS = 0.0\n{FUNC}```",
+        "from typing import List\n\nEPS = 0.0\n" + FUNC,
+    ),
 ]
 
 
@@ -256,6 +279,25 @@ def test_extract_code_keeps_prompt_helpers() -> None:
         program
         == "import math\ndef encode(s: str) -> str:\n    return s[::-1]\n\ndef decode(s: str) -> str:\n    return encode(s)\n"
     )
+
+
+MBPP_PROMPT = '"""\nWrite a function to find the shared elements from the given two lists.\n"""\n'
+MBPP_FUNC = "def similar_elements(a, b):\n    return tuple(set(a) & set(b))\n"
+
+
+@pytest.mark.parametrize("text", [
+    f"```\n```python\n{MBPP_FUNC}```",  # the MBPP+ answer that scored KeyError
+    f"```\n\n```python\n{MBPP_FUNC}```\nThis returns the shared elements.",
+    f"```python\n```\n\n{MBPP_FUNC}",
+    f"``````python\n{MBPP_FUNC}```",
+], ids=["empty fence then python block", "blank-line fence then block and prose", "empty block then bare code",
+        "empty fence glued to the opener"])
+def test_extract_code_finds_the_function_past_a_stray_empty_fence(text: str) -> None:
+    program = extract_code(text, MBPP_PROMPT, "similar_elements")
+    assert program == MBPP_FUNC
+    namespace: dict = {}
+    exec(compile(program, "<extracted>", "exec"), namespace)  # trusted test input, not model output
+    assert sorted(namespace["similar_elements"]((3, 4, 5), (5, 7, 4))) == [4, 5]
 
 
 def _humaneval(data_dir: Path) -> list[dict]:

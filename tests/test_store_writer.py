@@ -9,7 +9,13 @@ import pytest
 
 from latentbench.errors import LatentbenchError, SchemaError, UsageError
 from latentbench.store import DatasetWriter, open_dataset, validate_dataset
-from latentbench.store.synthetic import INFO, make_synthetic_dataset, write_kv_shard, write_latent_tree
+from latentbench.store.synthetic import (
+    INFO,
+    make_synthetic_dataset,
+    write_kv_shard,
+    write_latent_tree,
+    write_spd_trace,
+)
 from latentbench.store.testing import file_hashes
 
 
@@ -204,8 +210,29 @@ def test_manifest_records_provenance(tmp_path, monkeypatch):
     assert on_disk == m and set(m["files"]) == {"README.md", *m["tables"]["steps"]["files"],
                                                  *m["tables"]["traces"]["files"]}
     card = (tmp_path / "ds" / "README.md").read_text()
-    assert card.startswith("---\nlicense: mit\n") and "config_name: steps" in card
+    assert card.startswith("---\n") and "\nlicense: mit\n" in card and "config_name: steps" in card
     assert "size_categories:\n- n<1K" in card
+
+
+def test_card_is_a_hub_dataset_card_with_the_task_metadata(tmp_path):
+    from huggingface_hub import DatasetCard
+
+    make_synthetic_dataset(tmp_path / "synthetic", "spd-trace", n=1)
+    data = DatasetCard.load(tmp_path / "synthetic" / "README.md").data
+    assert (data.language, data.task_categories, data.source_datasets) == (["en"], ["text-generation"], ["original"])
+
+    w = DatasetWriter(tmp_path / "gsm8k", kind="spd-trace", info={**INFO, "task": "gsm8k"})
+    with w.example("e0") as ex:
+        write_spd_trace(ex, 0)
+    w.finalize()
+    card = DatasetCard.load(tmp_path / "gsm8k" / "README.md")
+    data = card.data
+    assert data.language == ["en"] and data.license == "mit" and data.size_categories == ["n<1K"]
+    assert data.task_categories == ["question-answering", "text-generation"]
+    assert data.source_datasets == ["extended|openai/gsm8k"]  # the Hub id in tasks/gsm8k.yaml
+    assert data.pretty_name == "gsm8k spd-trace (synthetic-model)" and "latentbench" in data.tags
+    assert [c["config_name"] for c in data.configs] == ["steps", "traces"] and data.configs[0]["default"]
+    assert card.text.lstrip().startswith("# gsm8k spd-trace (synthetic-model)")
 
 
 def test_errors_are_one_line():

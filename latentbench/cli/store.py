@@ -64,6 +64,7 @@ def info(spec: Annotated[str, typer.Argument(help="Dataset directory, Hub id own
     size = sum(f["bytes"] for f in m["files"].values())
     lines = [
         ("path", str(ds.path)),
+        *([("hub", f"{ds.hub_id} at commit {ds.revision}")] if ds.hub_id else []),
         ("kind", f"{m['kind']}" + (f" (+ {', '.join(extra)})" if extra else "") + f", schema v{m['schema_version']}"),
         ("version", m["version"]),
         ("task", f"{m['task']} / {m['split']}"),
@@ -97,7 +98,7 @@ def push(
     path: Annotated[Path, typer.Argument(help="Dataset directory.")],
     repo_id: Annotated[str, typer.Argument(help="Dataset repo, owner/name.")],
     version: Annotated[str, typer.Option("--version", help="Version X.Y.Z; must match manifest.json.")],
-    private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
+    private: Annotated[bool, typer.Option("--private", help="Create the repo as private (refused for an existing public repo).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the files; upload nothing.")] = False,
 ) -> None:
     """Validate, upload to a Hub dataset repo, and tag the commit vX.Y.Z (never reusing a tag)."""

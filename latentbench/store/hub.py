@@ -1,7 +1,8 @@
 """Push a dataset directory to a Hugging Face dataset repo as a tagged version, and pull one back.
 
-The endpoint comes from ``HF_ENDPOINT`` and offline mode from ``HF_HUB_OFFLINE`` *at call time*
-(huggingface_hub reads both once, at import), so tests and users can switch them per call.
+The endpoint comes from ``HF_ENDPOINT``, offline mode from ``HF_HUB_OFFLINE`` and the Xet switch from
+``HF_HUB_DISABLE_XET`` *at call time* (huggingface_hub reads them once, at import), so tests and users
+can switch them per call.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from latentbench.store.validate import validate_dataset
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _REPO_ID = r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*"
 _HUB_SPEC = re.compile(rf"^(?P<repo>{_REPO_ID})(?:@(?P<rev>[\w.\-/]+))?$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 class HubError(LatentbenchError, OSError):
@@ -44,7 +47,7 @@ def endpoint() -> str:
 
 
 def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
 
 
 def parse_hub_spec(spec: str) -> tuple[str, str | None] | None:
@@ -61,9 +64,10 @@ def _hub(action: str) -> Iterator[Any]:
     import huggingface_hub
     from huggingface_hub import constants
 
-    # huggingface_hub froze HF_HUB_OFFLINE at import; follow the environment as it is now.
-    saved = constants.HF_HUB_OFFLINE
+    # huggingface_hub froze HF_HUB_OFFLINE and HF_HUB_DISABLE_XET at import; follow the environment now.
+    saved = constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_XET
     constants.HF_HUB_OFFLINE = False
+    constants.HF_HUB_DISABLE_XET = os.environ.get("HF_HUB_DISABLE_XET", "").strip().upper() in _TRUE
     try:
         yield huggingface_hub.HfApi(endpoint=endpoint())
     except LatentbenchError:
@@ -76,15 +80,16 @@ def _hub(action: str) -> Iterator[Any]:
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise HubError(f"cannot {action}: {reason}") from None
     finally:
-        constants.HF_HUB_OFFLINE = saved
+        constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_XET = saved
 
 
 def push(path: str | Path, repo_id: str, version: str, *, private: bool = False,
          dry_run: bool = False) -> PushResult:
     """Validate, upload the directory to dataset repo ``repo_id``, then tag the commit ``v<version>``.
 
-    Refuses an invalid dataset, a version different from manifest.json's, and an existing tag (a
-    pushed version never changes). ``dry_run`` only validates and lists the files.
+    Refuses an invalid dataset, a version different from manifest.json's, an existing tag (a pushed
+    version never changes) and ``private`` for an existing public repo (it would stay public), all
+    before uploading anything. ``dry_run`` only validates and lists the files.
     """
     root = Path(path)
     if not re.fullmatch(_REPO_ID, repo_id):
@@ -105,7 +110,17 @@ def push(path: str | Path, repo_id: str, version: str, *, private: bool = False,
     if dry_run:
         return PushResult(repo_id, tag, sorted(files), dry_run=True)
     with _hub(f"push {root} to {repo_id}") as api:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        try:
+            existing = api.repo_info(repo_id, repo_type="dataset")
+        except RepositoryNotFoundError:
+            existing = None
+        if existing is None:
+            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        elif private and not existing.private:  # create_repo(exist_ok=True) would ignore it silently
+            raise UsageError(f"{repo_id}: exists and is public, so --private would not apply; make it private "
+                             "on the Hub first, or push without --private")
         refs = api.list_repo_refs(repo_id, repo_type="dataset")
         if any(t.name == tag for t in refs.tags):
             raise UsageError(f"{repo_id}: tag {tag} already exists and a pushed version never changes; "
@@ -154,12 +169,40 @@ def pull(spec: str, to: str | Path) -> Path:
     return dest
 
 
-def cached_dataset(repo_id: str, revision: str | None) -> Path:
-    """Local copy of a Hub dataset for ``open_dataset``: pulled once into the latentbench cache."""
-    dest = cache_dir("datasets") / repo_id.replace("/", "--") / (revision or "main").replace("/", "--")
-    if (dest / MANIFEST).is_file():
-        return dest
-    if offline():
-        raise DataNotFoundError(f"{repo_id}@{revision or 'main'}: not in the cache ({dest}) and "
-                                "HF_HUB_OFFLINE is set")
-    return pull(f"{repo_id}@{revision}" if revision else repo_id, dest)
+@dataclass(frozen=True)
+class HubCopy:
+    """A Hub dataset in the local cache: where, and which commit it is."""
+
+    path: Path
+    repo_id: str
+    ref: str  # the revision asked for ("main" when none was)
+    commit: str  # the commit it resolved to, and whose files ``path`` holds
+
+
+def cached_dataset(repo_id: str, revision: str | None) -> HubCopy:
+    """Local copy of a Hub dataset for ``open_dataset``, one cache directory per commit.
+
+    A branch or tag (``main`` when none is given) is resolved to its commit on every call, so an
+    unpinned id follows the repo; a 40-hex commit is used as is. Offline, the commit it resolved to
+    last is read (recorded in ``refs/``), if that is in the cache."""
+    root = cache_dir("datasets") / repo_id.replace("/", "--")
+    rev = revision or "main"
+    ref_file = root / "refs" / rev.replace("/", "--")
+    resolved = False
+    if _COMMIT.match(rev):
+        commit = rev
+    elif offline():
+        commit = ref_file.read_text().strip() if ref_file.is_file() else ""
+    else:
+        with _hub(f"resolve {repo_id}@{rev}") as api:
+            commit, resolved = api.repo_info(repo_id, repo_type="dataset", revision=rev).sha, True
+    if not commit or not (root / commit / MANIFEST).is_file():
+        if offline():
+            raise DataNotFoundError(f"{repo_id}@{rev}: not in the cache ({root}) and HF_HUB_OFFLINE is set")
+        pull(f"{repo_id}@{commit}", root / commit)
+    if resolved:  # after the pull, so offline reads only a ref whose files are complete
+        ref_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ref_file.with_name(f".{ref_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(commit + "\n")
+        os.replace(tmp, ref_file)
+    return HubCopy(root / commit, repo_id, rev, commit)

@@ -142,9 +142,30 @@ def build_manifest(*, kind: str, specs: list[KindSpec], info: dict[str, Any], co
     return manifest
 
 
+# Hub task categories per answer kind (huggingface.co/tasks): what the generated data can train or test.
+_TASK_CATEGORIES = {"number": ["question-answering", "text-generation"],
+                    "choice": ["multiple-choice", "question-answering"], "code": ["text-generation"]}
+
+
+def card_metadata(task: str) -> dict[str, list[str]]:
+    """``language``, ``task_categories`` and ``source_datasets`` for the card, from ``tasks/<task>.yaml``; a
+    task without a card (synthetic data) is an original English text-generation dataset."""
+    from latentbench.paths import TASKS_DIR
+    from latentbench.tasks.card import TaskCard
+
+    path = TASKS_DIR / f"{task}.yaml"
+    if not path.is_file():
+        return {"language": ["en"], "task_categories": ["text-generation"], "source_datasets": ["original"]}
+    card = TaskCard.from_yaml(path)
+    source = (card.source.get("hub") or {}).get("id") or card.name  # the Hub id where the benchmark has one
+    return {"language": ["en", "code"] if card.answer_kind == "code" else ["en"],
+            "task_categories": _TASK_CATEGORIES[card.answer_kind], "source_datasets": [f"extended|{source}"]}
+
+
 def render_card(manifest: dict[str, Any], specs: list[KindSpec]) -> str:
-    """README.md: Hub YAML header (configs -> parquet files, license, tags, size) and a short body."""
-    import yaml
+    """README.md, built with huggingface_hub's DatasetCard: the Hub's YAML header (configs -> parquet
+    files, license, language, task categories, source datasets, tags, size) and a short body."""
+    from huggingface_hub import DatasetCard, DatasetCardData
 
     # datasets.load_dataset refuses a split with no rows, so empty tables get no config.
     filled = [name for name, table in manifest["tables"].items() if table["rows"]]
@@ -158,15 +179,13 @@ def render_card(manifest: dict[str, Any], specs: list[KindSpec]) -> str:
             entry["default"] = True
         configs.append(entry)
     rows = max(manifest["counts"]["tables"].values(), default=0)
-    header = {
-        "license": manifest["license"],
-        "pretty_name": f"{manifest['task']} {manifest['kind']} ({manifest['model']['id']})",
-        "tags": ["latentbench", "latent-reasoning", *manifest["kinds"]],
-        "size_categories": [size_category(rows)],
-        "configs": configs,
-    }
-    lines = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
-             f"# {header['pretty_name']}", "",
+    pretty_name = f"{manifest['task']} {manifest['kind']} ({manifest['model']['id']})"
+    data = DatasetCardData(
+        license=manifest["license"], pretty_name=pretty_name, **card_metadata(manifest["task"]),
+        size_categories=[size_category(rows)], tags=["latentbench", "latent-reasoning", *manifest["kinds"]],
+        configs=configs,
+    )
+    lines = [f"# {pretty_name}", "",
              f"A latentbench `{manifest['kind']}` dataset, version {manifest['version']}: "
              f"{manifest['counts']['examples']} examples of `{manifest['task']}` ({manifest['split']}), "
              f"generated with `{manifest['model']['id']}` (seed {manifest['seed']}).", "",
@@ -205,4 +224,4 @@ def render_card(manifest: dict[str, Any], specs: list[KindSpec]) -> str:
     lines += ["## Provenance", "", "```json",
               json.dumps({k: manifest[k] for k in ("model", "data_files", "method_config", "packages", "git_sha",
                                                    "created")}, indent=2, sort_keys=True), "```", ""]
-    return "\n".join(lines)
+    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))

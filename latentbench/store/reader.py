@@ -7,6 +7,7 @@ different values.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +22,16 @@ if TYPE_CHECKING:
     import datasets
     import polars as pl
 
+log = logging.getLogger(__name__)
+
 
 class Dataset:
     """A dataset directory. Opening reads and checks only manifest.json; data is read on demand."""
 
     def __init__(self, path: str | Path, *, array_store: Any = None) -> None:
         self.path = Path(path)
+        self.hub_id: str | None = None  # set by open_dataset("owner/name[@rev]"): the repo ...
+        self.revision: str | None = None  # ... and the commit whose files were read
         self.manifest: dict[str, Any] = read_manifest(self.path)
         self.specs: list[KindSpec] = [load_kind(k, v) for k, v in self.manifest["kinds"].items()]
         self._table_specs: dict[str, TableSpec] = {n: t for s in self.specs for n, t in s.tables.items()}
@@ -52,7 +57,8 @@ class Dataset:
 
     def __repr__(self) -> str:
         counts = self.manifest["counts"]
-        return (f"Dataset({str(self.path)!r}, kind={self.kind!r}, version={self.version!r}, "
+        hub = f", hub={self.hub_id + '@' + self.revision!r}" if self.hub_id and self.revision else ""
+        return (f"Dataset({str(self.path)!r}{hub}, kind={self.kind!r}, version={self.version!r}, "
                 f"examples={counts['examples']}, tables={counts['tables']}, arrays={counts['arrays']})")
 
     def table_spec(self, name: str) -> TableSpec:
@@ -138,6 +144,10 @@ class Dataset:
 def open_dataset(spec: str | Path, *, array_store: Any = None) -> Dataset:
     """Open a dataset directory, or a Hub dataset ``owner/name[@revision]`` (downloaded to the cache).
 
+    A Hub id's branch or tag (``main`` if none) is resolved to a commit on each call (offline: the
+    commit it resolved to last); ``ds.hub_id`` and ``ds.revision`` say which repo and commit were read,
+    and an unpinned id logs it (a warning naming the ``owner/name@<commit>`` that reads it again).
+
     ``array_store``: read arrays through this zarr store instead of ``<dir>/arrays.zarr`` (e.g. an
     instrumented or caching wrapper of it); each key is still checked against the file on disk under
     ``<dir>/arrays.zarr`` first.
@@ -151,7 +161,14 @@ def open_dataset(spec: str | Path, *, array_store: Any = None) -> Dataset:
     if parsed is None:
         raise DataNotFoundError(f"{spec}: no such dataset directory (nor a Hub id 'owner/name[@revision]')")
     try:
-        local = hub.cached_dataset(*parsed)
+        copy = hub.cached_dataset(*parsed)
     except (DataNotFoundError, hub.HubError) as exc:  # could also be a mistyped local path: say both
         raise DataNotFoundError(f"{spec}: no such dataset directory, and as a Hub id: {exc}") from None
-    return Dataset(local, array_store=array_store)
+    ds = Dataset(copy.path, array_store=array_store)
+    ds.hub_id, ds.revision = copy.repo_id, copy.commit
+    if parsed[1] is None:  # unpinned: what was read depends on when; say so
+        log.warning("%s: read %s at commit %s; open %s@%s to read exactly this again",
+                    spec, copy.ref, copy.commit, copy.repo_id, copy.commit)
+    else:
+        log.info("%s: read commit %s", spec, copy.commit)
+    return ds

@@ -313,8 +313,9 @@ def extract_choice(
 
 # --- code ------------------------------------------------------------------------------------------
 
-# A fenced block: ```python / ```py / ``` ... up to a closing fence or the end (unterminated)
-_FENCE = re.compile(r"```[ \t]*(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)(?:^[ \t]*```|\Z)", re.S | re.M)
+# A code fence anywhere in a line: 3+ backticks, then a language tag only if it ends the line (so the
+# text after a stray fence on a code line is kept).
+_FENCE = re.compile(r"`{3,}(?:(?P<lang>[\w+.#-]+)(?=[^\S\n]*(?:\n|\Z)))?[^\S\n]*")
 # A line that starts top-level code: def, class, import, decorator
 _CODE_START = re.compile(r"^(?:(?:async\s+)?def\s|class\s|import\s|from\s+\S+\s+import\s|@)", re.M)
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
@@ -360,13 +361,62 @@ def _strip_chatter(text: str) -> str:
     return text[start.start() :] if start else text
 
 
+@dataclass(frozen=True)
+class _Segment:
+    text: str
+    fenced: bool  # inside a fence, by the usual pairing (a tagged fence opens, a bare one toggles)
+    tag: str  # the opening fence's language tag ("" if none or not fenced)
+
+
+def _segments(text: str) -> list[_Segment]:
+    """The text cut at every fence, pairing or not: a stray or unbalanced fence cannot swallow code."""
+    out: list[_Segment] = []
+    start, inside, tag = 0, False, ""
+    for m in [*_FENCE.finditer(text), None]:
+        piece = text[start : m.start() if m else len(text)]
+        if out:  # after a fence: the rest of the fence's line goes
+            piece = re.sub(r"\A[ \t]*\n", "", piece)
+        if m:  # before a fence: the fence's indentation goes
+            piece = re.sub(r"(?<=\n)[ \t]+\Z", "", piece)
+        out.append(_Segment(piece, inside, tag if inside else ""))
+        if m:
+            inside, tag = (True, m["lang"]) if m["lang"] else (not inside, "")
+            start = m.end()
+    return out
+
+
+def _defining(segment: str, entry_point: str, fenced: bool) -> str | None:
+    """``segment`` (trailing prose dropped; leading prose too if need be) if it parses and defines
+    ``entry_point`` at top level, else None. Fenced code is tried whole first (it may open with
+    constants); unfenced text is cut from its first code line first (it may open with prose that parses)."""
+    variants = (segment, _strip_chatter(segment)) if fenced else (_strip_chatter(segment), segment)
+    for variant in variants:
+        code = _trim_to_valid(variant)
+        if _parses(code) and _defines(code, entry_point):
+            return code
+    return None
+
+
 def _select_code(text: str, entry_point: str) -> str:
-    """The code part of the output: the last python block defining entry_point, else the first block."""
-    blocks = [m["code"] for m in _FENCE.finditer(text) if m["lang"].lower() in _PYTHON_TAGS]
-    if not blocks:
-        return _strip_chatter(text)
-    defining = [block for block in blocks if _defines(block, entry_point)]
-    return defining[-1] if defining else blocks[0]
+    """The code part of the output. Candidates: every piece between fences (any tag, empty ones
+    skipped), fenced ones first, the last that parses and defines entry_point winning; then the text
+    with every fence removed. Failing all, a python block (the last that names entry_point, else the
+    first) or the unfenced text, for a body or helpers to join to the prompt."""
+    segments = _segments(text)
+    fenced = [s for s in segments if s.fenced and s.text.strip()]
+    unfenced = [s for s in segments if not s.fenced and s.text.strip()]
+    for group in (fenced, unfenced):
+        for s in reversed(group):
+            if code := _defining(s.text, entry_point, s.fenced):
+                return code
+    joined = text if len(segments) == 1 else "\n".join(s.text.strip("\n") for s in segments if s.text.strip())
+    if code := _defining(joined, entry_point, False):
+        return code
+    python = [s.text for s in fenced if s.tag.lower() in _PYTHON_TAGS]
+    naming = [code for code in python if _defines(code, entry_point)]  # e.g. cut off mid-function
+    if python:
+        return naming[-1] if naming else python[0]
+    return _strip_chatter(joined)
 
 
 def _prompt_context(code: str, prompt: str, entry_point: str) -> list[str]:
@@ -403,8 +453,10 @@ def _join_to_prompt(code: str, prompt: str) -> str:
 def extract_code(text: str, prompt: str, entry_point: str) -> str:
     """A complete program from a model's output for a code task.
 
-    Fenced ```python blocks win (the last one that defines ``entry_point``, else the first; a missing
-    closing fence runs to the end); unfenced output is cut from its first code line. Code that defines
+    The code is the last piece of the output, cut at every ``` fence whatever its tag or pairing, that
+    parses and defines ``entry_point`` (fenced pieces before unfenced ones; a missing closing fence runs
+    to the end; a stray empty fence is skipped); else the output without its fences if that does; else
+    the first python block, or the unfenced text cut from its first code line. Code that defines
     ``entry_point`` gets the prompt's imports and helper functions it lacks prepended; anything else
     (an indented body continuation, a body that lost its indentation, helpers only) is joined to the
     prompt. Trailing prose is dropped until the program parses; if it never does, it is returned as is.

