@@ -30,6 +30,7 @@ class GenerateRequest(RunRequest):
     output: str | None = None  # default: data/<task>-<kind>[-shard-i-of-n]
     num_shards: int = 1
     shard_index: int = 0
+    offset: int = 0  # skip the first N questions (then --limit counts from there)
     version: str = "0.1.0"  # dataset version (semver)
 
 
@@ -61,8 +62,11 @@ def generate(req: GenerateRequest, lm: Any = None) -> Path:
     kind = dataset_kind(method, req.kind)
     split = task.split(req.split)
     data_dir = paths.data_dir(req.data_dir)
-    examples = shard(task.examples(split, limit=req.limit, data_dir=data_dir,
-                                   allow_modified_data=req.allow_modified_data), req.num_shards, req.shard_index)
+    if req.offset < 0:
+        raise UsageError(f"--offset must be >= 0, got {req.offset}")
+    examples = task.examples(split, limit=req.offset + req.limit if req.limit else None, data_dir=data_dir,
+                             allow_modified_data=req.allow_modified_data)[req.offset:]
+    examples = shard(examples, req.num_shards, req.shard_index)
     out = output_dir(req, kind)
     check_target(out, "--output")  # before the model loads: a path in the way ends the command now
     lm = lm or load_model(req.model, dtype=req.dtype, device=req.device)
@@ -70,7 +74,8 @@ def generate(req: GenerateRequest, lm: Any = None) -> Path:
             "model": {"id": lm.model_id, "revision": lm.revision, "sha256": lm.weights_sha256},
             "data_files": task.data_files(split, data_dir), "seed": req.seed,
             "method_config": {"method": method.name, **config_dict(method.config), "limit": req.limit,
-                              "num_shards": req.num_shards, "shard_index": req.shard_index}}
+                              "num_shards": req.num_shards, "shard_index": req.shard_index,
+                              **({"offset": req.offset} if req.offset else {})}}
     writer = DatasetWriter(out, kind=kind, info=info, extra_kinds=list(method.dataset_kinds[kind]))
     if writer.finalized:
         log.warning("%s is already complete; nothing to do", out)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 from conftest import saved_tiny_model
 
@@ -93,6 +94,17 @@ def test_replay_reproduces_every_kept_leaf_exactly(dataset: Path, tiny_dir: Path
     for row in kept:
         result = replay(dataset, row["example_id"], row["node_id"], lm=lm)
         assert result.saved_text == row["text"] and result.matches, (row["node_id"], result.text, row["text"])
+
+
+def test_offset_extends_a_dataset_with_the_next_questions(dataset: Path, tiny_dir: Path, tmp_path: Path) -> None:
+    """--offset 1 --limit 1 makes question 1's tree, the same as in the dataset of the first two."""
+    out = generate(GenerateRequest(task="gsm8k", limit=1, offset=1, model=str(tiny_dir), output=str(tmp_path / "next"),
+                                   method_args=SMALL, show_progress=False))
+    nodes = open_dataset(out).table("nodes")
+    assert nodes["example_id"].unique().to_list() == ["gsm8k/test/1"]
+    first_two = open_dataset(dataset).table("nodes").filter(pl.col("example_id") == "gsm8k/test/1")
+    assert nodes.select("node_id", "text", "consistency").equals(first_two.select("node_id", "text", "consistency"))
+    assert open_dataset(out).manifest["method_config"]["offset"] == 1
 
 
 def test_shards_are_disjoint_and_cover() -> None:

@@ -82,6 +82,8 @@ def generate_cmd(
     output: Annotated[str | None, typer.Option("--output", "-o", help="Dataset dir (default data/TASK-KIND).")] = None,
     num_shards: Annotated[int, typer.Option("--num-shards", min=1, help="Split the questions over N jobs.")] = 1,
     shard_index: Annotated[int, typer.Option("--shard-index", min=0, help="Which of the N shards this job runs.")] = 0,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip the first N questions (--limit counts from "
+                                        "there): extend a dataset of the first questions with the next ones.")] = 0,
     version: Annotated[str, typer.Option("--version", help="Dataset version (semver).")] = "0.1.0",
     method_arg: MethodArgOpt = None,
     config: ConfigOpt = None,
@@ -92,8 +94,7 @@ def generate_cmd(
     values, sources = config_values(method_class(method).config_class, ctx.args, method_arg, config, f"--method {method}")
     req = GenerateRequest(task=task, method=method, kind=kind, split=split, limit=limit, seed=seed, model=model,
                           dtype=dtype, device=device, data_dir=data_dir, allow_modified_data=allow_modified_data,
-                          output=output, num_shards=num_shards,
-                          shard_index=shard_index, version=version, method_args=values, method_sources=sources)
+                          output=output, num_shards=num_shards, shard_index=shard_index, offset=offset, version=version, method_args=values, method_sources=sources)
     out = generate(req)
     typer.echo(f"dataset: {out}")
     summarize = getattr(method_class(method), "summarize", None)
