@@ -69,8 +69,9 @@ def eval_cmd(
     metrics = {k: round(v, 4) for k, v in {**record["metrics"], **record["method_metrics"]}.items()
                if isinstance(v, float)}
     typer.echo(f"{task} ({record['task']['split']}, n={record['task']['n']}) {method}: {metrics}")
-    typer.echo(f"tokens={record['cost']['generated_tokens']} forward_passes={record['cost']['forward_passes']} "
-               f"wall={record['cost']['wall_time_s']}s")
+    cost = record["cost"]
+    typer.echo(f"tokens={cost['generated_tokens']} truncated={cost.get('truncated_outputs')} "
+               f"forward_passes={cost['forward_passes']} wall={cost['wall_time_s']}s")
     typer.echo(f"results: {path}")
 
 
