@@ -84,6 +84,14 @@ def generate(req: GenerateRequest, lm: Any = None) -> Path:
         for outcome in method.run(lm, task, todo):
             with writer.example(outcome.example.id) as ex:
                 method.write(ex, outcome, kind)
-            bar.advance(tokens=outcome.generated_tokens)
+            bar.advance(tokens=outcome.generated_tokens, correct=_verdict(task, outcome) if bar.drawn else None)
     writer.finalize()
     return out
+
+
+def _verdict(task: Any, outcome: Any) -> bool | None:
+    """Whether the answer the method gives is right, for the bar's running accuracy: text tasks only
+    (scoring code means running it in the sandbox, which generate does not set up)."""
+    if task.card.answer_kind == "code" or not outcome.outputs:
+        return None
+    return task.score(outcome.example, outcome.outputs[0]).correct[task.primary_variant]

@@ -41,10 +41,11 @@ def interactive() -> bool:
 
 
 class Bar:
-    """Counts what a loop did and formats its running stats; ``advance`` does nothing when not drawn."""
+    """Counts what a loop did and formats its running stats; nothing is drawn without a rich ``progress``."""
 
     def __init__(self, progress: Any = None, job: Any = None) -> None:
         self._progress, self._job, self._start = progress, job, time.perf_counter()
+        self.drawn = progress is not None  # callers may skip work that only the bar would show
         self.done, self.tokens, self.correct, self.scored = 0, 0, 0, 0
         self.loss: float | None = None
 

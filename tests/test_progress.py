@@ -63,6 +63,7 @@ def test_generate_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
                         "--max-new-tokens", "2", "--agents", "1", "--branches", "2", "--latent-steps", "1",
                         "--keep", "1", "-o", str(tmp_path / "d")])
     assert "gsm8k latent-tree" in text and "2/2" in text and "tok/s" in text and "dataset:" in text
+    assert "acc 0.000 (0/2)" in text  # the answers the trees give (a random model's: wrong)
 
 
 def test_train_bar_shows_the_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
