@@ -14,6 +14,8 @@ from conftest import saved_tiny_model
 from latentbench import progress
 
 CLI = [sys.executable, "-m", "latentbench"]
+# rich reads these as "a terminal" or "not one" whatever the stream is: leave the decision to the stream
+PLAIN_ENV = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR")}
 
 
 def on_terminal(args: list[str]) -> str:
@@ -22,7 +24,7 @@ def on_terminal(args: list[str]) -> str:
 
     master, slave = pty.openpty()
     proc = subprocess.Popen([*CLI, *args], stdin=slave, stdout=slave, stderr=slave, close_fds=True,
-                            env={**os.environ, "COLUMNS": "160"})
+                            env={**PLAIN_ENV, "COLUMNS": "160", "TERM": "xterm-256color"})
     os.close(slave)
     chunks = []
     while True:
@@ -50,7 +52,8 @@ def test_eval_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
 
 
 def test_eval_is_quiet_in_a_pipe_and_with_quiet(tmp_path: Path) -> None:
-    piped = subprocess.run([*CLI, *eval_args(tmp_path / "a")], capture_output=True, text=True, timeout=300)
+    piped = subprocess.run([*CLI, *eval_args(tmp_path / "a")], capture_output=True, text=True, timeout=300,
+                           env=PLAIN_ENV)
     assert piped.returncode == 0, piped.stderr
     for stream in (piped.stdout, piped.stderr):
         assert "tok/s" not in stream and "━" not in stream and "Loading weights" not in stream
