@@ -98,7 +98,7 @@ def generate_cmd(
 ) -> None:
     """Generate (or resume) a dataset of METHOD's artifacts for TASK.
 
-    On a terminal a progress bar shows questions done and tokens/s."""
+    On a terminal a progress bar shows questions done, the running accuracy (text tasks) and tokens/s."""
     from latentbench.generate import GenerateRequest, generate
 
     set_quiet(quiet)
