@@ -17,7 +17,7 @@ from latentbench import paths
 from latentbench.config import config_dict
 from latentbench.errors import UsageError
 from latentbench.methods.base import dataset_kind, make_method
-from latentbench.progress import progress
+from latentbench.progress import progress_bar
 from latentbench.request import RunRequest
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,18 @@ def generate(req: GenerateRequest, lm: Any = None) -> Path:
     if done:
         log.warning("resuming %s: %d of %d questions already saved", out, len(examples) - len(todo), len(examples))
     torch.manual_seed(req.seed)
-    for outcome in progress(method.run(lm, task, todo), len(todo), f"{task.name} {kind}", req.show_progress):
-        with writer.example(outcome.example.id) as ex:
-            method.write(ex, outcome, kind)
+    with progress_bar(f"{task.name} {kind}", len(todo), req.show_progress) as bar:
+        for outcome in method.run(lm, task, todo):
+            with writer.example(outcome.example.id) as ex:
+                method.write(ex, outcome, kind)
+            bar.advance(tokens=outcome.generated_tokens, correct=_verdict(task, outcome) if bar.drawn else None)
     writer.finalize()
     return out
+
+
+def _verdict(task: Any, outcome: Any) -> bool | None:
+    """Whether the answer the method gives is right, for the bar's running accuracy: text tasks only
+    (scoring code means running it in the sandbox, which generate does not set up)."""
+    if task.card.answer_kind == "code" or not outcome.outputs:
+        return None
+    return task.score(outcome.example, outcome.outputs[0]).correct[task.primary_variant]

@@ -74,8 +74,9 @@ def test_cot_on_a_tiny_model_writes_a_valid_record(lm, tmp_path: Path) -> None:
     req = EvalRequest(task="gsm8k", limit=3, output_path=str(tmp_path), log_samples=True, show_progress=False,
                       method_args={"max_new_tokens": "5", "batch_size": "2"})
     record, path = evaluate(req, lm=lm)
-    assert record["method"] == {"name": "cot", "config": {"max_new_tokens": 5, "batch_size": 2, "temperature": 0.0,
-                                                          "top_p": 1.0, "num_samples": 1, "system_prompt": ""}}
+    config = {"max_new_tokens": 5, "batch_size": 2, "temperature": 0.0, "top_p": 1.0, "num_samples": 1,
+              "system_prompt": ""}
+    assert record["method"] == {"name": "cot", "config": config, "resolved": config}
     assert record["task"]["n"] == 3 and 0 < record["cost"]["generated_tokens"] <= 15
     assert record["cost"]["forward_passes"] <= 10  # two batches of at most 5 decoder calls
     assert record["model"]["source"] == "random" and record["model"]["sha256"] is None
@@ -197,9 +198,12 @@ def test_output_path_that_is_a_file_is_refused_before_the_run(lm, tmp_path: Path
 def test_a_v1_record_still_validates(lm, tmp_path: Path) -> None:
     req = EvalRequest(task="gsm8k", limit=1, output_path=str(tmp_path), show_progress=False)
     record, _ = evaluate(req, lm=lm, method=Oracle(OracleConfig()))
-    old = {k: v for k, v in record.items() if k not in ("method_metrics", "intervals", "command", "sandbox")}
+    old = {k: v for k, v in record.items()
+           if k not in ("method_metrics", "intervals", "command", "sandbox", "chat", "stderr")}
     old["task"] = {k: v for k, v in old["task"].items() if k not in ("data_sha256", "data_files")}
     old["model"] = {k: v for k, v in old["model"].items() if k != "revision"}
+    old["method"] = {k: v for k, v in old["method"].items() if k != "resolved"}
+    old["cost"] = {k: v for k, v in old["cost"].items() if k != "truncated_outputs"}
     old["schema_version"] = "results.v1"
     old["metrics"] = {**old["metrics"], "acceptance_rate": None}
     validate_results(old)

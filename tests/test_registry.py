@@ -99,8 +99,8 @@ def test_throwaway_method_runs_through_eval(echo, capsys, monkeypatch, tiny_dir:
                          "--shout", "--method-arg", 'weights={"a": 0.5}', "--seed", "3")
     assert code == 0, err
     record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("results: ")).read_text())
-    assert record["method"] == {"name": "echo", "config": {"repeat": 2, "shout": True, "note": "from the file",
-                                                            "weights": {"a": 0.5}}}
+    config = {"repeat": 2, "shout": True, "note": "from the file", "weights": {"a": 0.5}}
+    assert record["method"] == {"name": "echo", "config": config, "resolved": config}  # no resolved(): as given
     assert record["metrics"]["accuracy_flexible"] == 1.0  # the gold, echoed twice, upper-cased
     assert record["method_metrics"] == {"echo_repeat": 2.0, "tag": 1.0}
     assert record["schema_version"] == "results.v2" and record["seed"] == 3

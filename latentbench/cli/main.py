@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 
 import typer
 
@@ -42,8 +43,29 @@ for module in (run, methods, store, report):
     module.register(app)
 
 
+class _Stderr:
+    """sys.stderr looked up at each write: while a progress bar is drawn, rich swaps in a proxy that
+    prints above the bar, and log lines must go through it rather than into the bar."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def quiet_library_warnings() -> None:
+    """Deprecation notices of torch, transformers, zarr, … are for their callers, not for our users (our
+    own warnings, e.g. the sandbox's, are UserWarnings and still show). ``-W`` / ``PYTHONWARNINGS`` win."""
+    if sys.warnoptions:
+        return
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=_Stderr())
+    quiet_library_warnings()
     try:
         app()  # standalone: click prints usage errors itself and exits 2
     except LatentbenchError as err:

@@ -29,6 +29,8 @@ AllowModifiedOpt = Annotated[bool, typer.Option(
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N questions.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="The run's seed: torch and every config's seed field.")]
 SplitOpt = Annotated[str | None, typer.Option("--split", help="Split (default: the task card's).")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress bar (there is none anyway when stderr is not a terminal).")]
 MethodArgOpt = Annotated[list[str] | None, typer.Option(
     "--method-arg", help="Config field override key=value (repeatable), e.g. batch_size=4.")]
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="YAML file of config fields (flags override it).")]

@@ -18,12 +18,14 @@ from latentbench.cli.options import (
     LimitOpt,
     MethodArgOpt,
     ModelOpt,
+    QuietOpt,
     SeedOpt,
     SplitOpt,
     config_values,
 )
 from latentbench.methods import TRAINERS, method_class, trainer_class
 from latentbench.models.loading import DEFAULT_MODEL
+from latentbench.progress import set_quiet
 
 
 def eval_cmd(
@@ -47,22 +49,29 @@ def eval_cmd(
     unsafe_no_sandbox: Annotated[bool, typer.Option(
         "--unsafe-no-sandbox", help="Code tasks without bubblewrap: run model-written code with resource limits "
         "only (no filesystem isolation) instead of refusing.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Run METHOD on TASK, score it, and write a results JSON; re-running the same command resumes it."""
+    """Run METHOD on TASK, score it, and write a results JSON; re-running the same command resumes it.
+
+    On a terminal a progress bar shows questions done, the running accuracy and tokens/s."""
     from latentbench.eval.evaluator import EvalRequest, evaluate
+
+    set_quiet(quiet)
 
     values, sources = config_values(method_class(method).config_class, ctx.args, method_arg, config, f"--method {method}")
     req = EvalRequest(task=task, method=method, split=split, limit=limit, seed=seed, model=model, dtype=dtype,
                       device=device, data_dir=data_dir, allow_modified_data=allow_modified_data,
                       output_path=output_path, log_samples=log_samples,
                       method_args=values, method_sources=sources, workers=workers,
-                      unsafe_no_sandbox=unsafe_no_sandbox, command=["latentbench", *sys.argv[1:]])
+                      unsafe_no_sandbox=unsafe_no_sandbox, command=["latentbench", *sys.argv[1:]],
+                      show_progress=not quiet)
     record, path = evaluate(req)
     metrics = {k: round(v, 4) for k, v in {**record["metrics"], **record["method_metrics"]}.items()
                if isinstance(v, float)}
     typer.echo(f"{task} ({record['task']['split']}, n={record['task']['n']}) {method}: {metrics}")
-    typer.echo(f"tokens={record['cost']['generated_tokens']} forward_passes={record['cost']['forward_passes']} "
-               f"wall={record['cost']['wall_time_s']}s")
+    cost = record["cost"]
+    typer.echo(f"tokens={cost['generated_tokens']} truncated={cost.get('truncated_outputs')} "
+               f"forward_passes={cost['forward_passes']} wall={cost['wall_time_s']}s")
     typer.echo(f"results: {path}")
 
 
@@ -87,14 +96,20 @@ def generate_cmd(
     version: Annotated[str, typer.Option("--version", help="Dataset version (semver).")] = "0.1.0",
     method_arg: MethodArgOpt = None,
     config: ConfigOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Generate (or resume) a dataset of METHOD's artifacts for TASK."""
+    """Generate (or resume) a dataset of METHOD's artifacts for TASK.
+
+    On a terminal a progress bar shows questions done, the running accuracy (text tasks) and tokens/s."""
     from latentbench.generate import GenerateRequest, generate
+
+    set_quiet(quiet)
 
     values, sources = config_values(method_class(method).config_class, ctx.args, method_arg, config, f"--method {method}")
     req = GenerateRequest(task=task, method=method, kind=kind, split=split, limit=limit, seed=seed, model=model,
                           dtype=dtype, device=device, data_dir=data_dir, allow_modified_data=allow_modified_data,
-                          output=output, num_shards=num_shards, shard_index=shard_index, offset=offset, version=version, method_args=values, method_sources=sources)
+                          output=output, num_shards=num_shards, shard_index=shard_index, offset=offset,
+                          version=version, method_args=values, method_sources=sources, show_progress=not quiet)
     out = generate(req)
     typer.echo(f"dataset: {out}")
     summarize = getattr(method_class(method), "summarize", None)
@@ -111,9 +126,14 @@ def train_cmd(
     output: Annotated[str, typer.Option("--output", "-o", help="Checkpoint directory (resumed if it holds one).")],
     method_arg: MethodArgOpt = None,
     config: ConfigOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Train NAME on DATASET… into --output; its config fields are flags (--max-steps, --seed, --limit, …)."""
+    """Train NAME on DATASET… into --output; its config fields are flags (--max-steps, --seed, --limit, …).
+
+    On a terminal a progress bar shows steps done, the latest loss and steps/s."""
     from latentbench.train import run_training
+
+    set_quiet(quiet)
 
     cut = next((i for i, d in enumerate(datasets) if d.startswith("--")), len(datasets))
     datasets, extra = datasets[:cut], [*datasets[cut:], *ctx.args]
@@ -122,7 +142,7 @@ def train_cmd(
     from latentbench.methods.base import make_config
 
     trainer = cls(make_config(cls.config_class, values, sources))
-    result = run_training(trainer, datasets, output)
+    result = run_training(trainer, datasets, output, show_progress=not quiet)
     typer.echo(f"checkpoint: {result.output} (step {result.steps})")
 
 

@@ -19,11 +19,16 @@ from typing import Any
 
 from latentbench import paths, provenance
 from latentbench.config import config_dict
-from latentbench.eval.metrics import accuracy_metrics, bootstrap_intervals, mean_method_metrics
-from latentbench.eval.samples import append_rows, read_questions, rewrite, sample_rows
+from latentbench.eval.metrics import (
+    accuracy_metrics,
+    bootstrap_intervals,
+    mean_method_metrics,
+    standard_errors,
+)
+from latentbench.eval.samples import append_rows, read_questions, rewrite, sample_rows, share_batch_time
 from latentbench.eval.schema import validate_results
-from latentbench.methods.base import make_method
-from latentbench.progress import progress
+from latentbench.methods.base import make_method, resolved_config
+from latentbench.progress import progress_bar
 from latentbench.request import RunRequest
 
 log = logging.getLogger(__name__)
@@ -85,18 +90,22 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
     load_s = time.perf_counter() - t0
     torch.manual_seed(req.seed)
     session, scoring_s, last = uuid.uuid4().hex[:8], 0.0, time.perf_counter()
-    for outcome in progress(method.run(lm, task, todo), len(todo), f"{task.name} {method.name}", req.show_progress):
-        t_score = time.perf_counter()
-        with unsafe_fallback(req.unsafe_no_sandbox):
-            scores = task.score_many([outcome.example] * len(outcome.outputs), outcome.outputs, workers=req.workers)
-        scoring_s += time.perf_counter() - t_score
-        now = time.perf_counter()
-        rows = sample_rows(outcome, scores, session, now - last)
-        last = now
-        done[outcome.example.id] = rows
-        append_rows(samples_path, rows)
+    with progress_bar(f"{task.name} {method.name}", len(todo), req.show_progress) as bar:
+        for outcome in method.run(lm, task, todo):
+            t_score = time.perf_counter()
+            with unsafe_fallback(req.unsafe_no_sandbox):
+                scores = task.score_many([outcome.example] * len(outcome.outputs), outcome.outputs,
+                                         workers=req.workers)
+            scoring_s += time.perf_counter() - t_score
+            now = time.perf_counter()
+            rows = sample_rows(outcome, scores, session, now - last)
+            last = now
+            done[outcome.example.id] = rows
+            append_rows(samples_path, rows)
+            bar.advance(tokens=outcome.generated_tokens, correct=scores[0].correct[task.primary_variant])
 
     questions = [done[ex.id] for ex in examples]
+    share_batch_time(questions)
     record = _record(req, task, split, method, lm, questions, data_dir)
     record["cost"].update(model_load_s=round(load_s, 3), scoring_s=round(scoring_s, 3))
     record.update(started_at=started, finished_at=provenance.now())
@@ -117,6 +126,7 @@ def _record(req: EvalRequest, task: Any, split: str, method: Any, lm: Any, quest
     firsts = [rows[0] for rows in questions]
     code = task.card.answer_kind == "code"
     metrics: dict[str, float | None] = dict(accuracy_metrics(verdicts, task.variants, code))
+    resolved = resolved_config(method, task)
     latent = sum(r["latent_steps"] for r in firsts)
     budgets = [r["latent_budget"] for r in firsts if r["latent_budget"]]
     metrics["latent_steps_mean"] = latent / len(firsts) if firsts else 0.0
@@ -129,16 +139,35 @@ def _record(req: EvalRequest, task: Any, split: str, method: Any, lm: Any, quest
                  "data_source": str(data_dir) if data_dir else "hub", "data_sha256": _data_sha256(task, split, data_dir),
                  "data_files": data_files},
         "command": req.command, "sandbox": _sandbox(task, req.unsafe_no_sandbox),
-        "method": {"name": method.name, "config": config_dict(method.config)},
-        "model": {**lm.describe(), "device": str(lm.device)},
+        "method": {"name": method.name, "config": config_dict(method.config), "resolved": resolved},
+        "model": {**lm.describe(), "device": str(lm.device)}, "chat": _chat(lm, resolved),
         "seed": req.seed, "limit": req.limit, "leaderboard_eligible": req.limit is None and not any(f["modified"] for f in data_files),
         "metrics": metrics, "intervals": bootstrap_intervals(verdicts, task.variants, code, seed=req.seed),
+        "stderr": standard_errors(verdicts, task.variants, code),
         "method_metrics": mean_method_metrics([r["metrics"] for r in firsts]),
         "cost": {"generated_tokens": tokens, "generated_tokens_mean": tokens / max(len(firsts), 1),
+                 "truncated_outputs": _truncated(questions),
                  "forward_passes": _forward_passes(firsts), "latent_steps": latent,
                  "wall_time_s": round(sum(r["time_s"] for r in firsts), 3)},
         "environment": provenance.environment(), "samples_file": None,
     }
+
+
+def _chat(lm: Any, resolved: dict[str, Any]) -> dict[str, str | None]:
+    """How prompts were wrapped: the system message the method passed (null: the method sets none, so the
+    template's default applies), its rendering by the chat template, and the template's sha256."""
+    from latentbench.methods.generation import chat_template_sha256, rendered_system_prompt
+
+    system = resolved.get("system_prompt") or None
+    uses_chat = "system_prompt" in resolved  # a method without the field may not use the chat template at all
+    return {"system_prompt": system, "rendered_system_prompt": rendered_system_prompt(lm, system) if uses_chat else None,
+            "template_sha256": chat_template_sha256(lm)}
+
+
+def _truncated(questions: list[list[dict]]) -> int | None:
+    """Outputs that ran out of text budget before EOS, all samples (None: the method does not say)."""
+    flags = [row.get("truncated") for rows in questions for row in rows]
+    return None if not flags or any(f is None for f in flags) else sum(flags)
 
 
 def _data_sha256(task: Any, split: str, data_dir: Path | None) -> str | None:

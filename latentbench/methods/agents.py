@@ -10,7 +10,7 @@ reference's protocol (``latent-mas``, ``text-mas``): every agent, the judger inc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from latentbench.config import ConfigError, option
@@ -114,6 +114,12 @@ class AgentPrompts:
     solver: list[int]
     first_text: str
     solver_text: str
+    handoff_texts: list[str] = field(default_factory=list)
+
+    def turns(self, solver: str = "solver") -> list[dict[str, str]]:
+        """Every turn's text with its role, in the order the model reads them (the answering role last)."""
+        texts = [self.first_text, *self.handoff_texts, self.solver_text]
+        return [{"role": role, "prompt": text} for role, text in zip([*self.roles, solver], texts, strict=True)]
 
 
 def _continuation(lm: LoadedModel, history: list[dict[str, str]], message: str) -> str:
@@ -145,7 +151,7 @@ def agent_prompts(lm: LoadedModel, task: Task, example: Example, agents: int, pi
         history = [*history, {"role": "assistant", "content": ""}, {"role": "user", "content": roles[name]}]
     solver = _continuation(lm, history, roles["solver"])
     return AgentPrompts(names, token_ids(lm, first), [token_ids(lm, h) for h in handoffs], token_ids(lm, solver),
-                        first, solver)
+                        first, solver, handoffs)
 
 
 @dataclass
@@ -183,7 +189,8 @@ def protocol_prompts(lm: LoadedModel, task: Task, example: Example, *, protocol:
         return agent_prompts(lm, task, example, agents, pipeline, templates)
     roles = cycled_roles(agents, pipeline)
     turns = fresh_turns(lm, task, example, [*roles, "judger"], templates, system)
-    return AgentPrompts(roles, turns.ids[0], turns.ids[1:agents], turns.ids[agents], turns.texts[0], turns.texts[-1])
+    return AgentPrompts(roles, turns.ids[0], turns.ids[1:agents], turns.ids[agents], turns.texts[0], turns.texts[-1],
+                        turns.texts[1:agents])
 
 
 def as_batch(ids: list[int], rows: int, device: torch.device) -> torch.Tensor:

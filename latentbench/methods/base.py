@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from latentbench.config import build_config, config_fields
+from latentbench.config import build_config, config_dict, config_fields
 from latentbench.errors import UsageError
 
 if TYPE_CHECKING:
@@ -29,12 +29,16 @@ class Outcome:
     latent_budget: int | None = None  # latent positions it was allowed (None: no budget)
     metrics: dict[str, float] = field(default_factory=dict)  # method-specific, averaged by the evaluator
     artifacts: dict[str, Any] = field(default_factory=dict)  # what ``Method.write`` saves
+    truncated: list[bool] | None = None  # per output: its text budget ran out before EOS (None: not known)
+    # Multi-agent methods: every turn the model read, in order, as {"role", "prompt"} (``prompt`` above is one of them)
+    agent_prompts: list[dict[str, str]] | None = None
 
 
 class Method(Protocol):
     """A method: ``run`` turns examples into outcomes. One that saves datasets also names the kinds it
     writes (``dataset_kinds``: kind -> extra kinds written beside it) and writes one outcome with
-    ``write``; ``summarize`` (optional, a staticmethod) describes a finished dataset in one line."""
+    ``write``; ``summarize`` (optional, a staticmethod) describes a finished dataset in one line;
+    ``resolved`` (optional) gives the config as it runs on a task (see ``resolved_config``)."""
 
     name: ClassVar[str]
     config_class: ClassVar[type]
@@ -47,6 +51,14 @@ class Method(Protocol):
 
     @staticmethod
     def summarize(dataset: Dataset) -> str: ...
+
+
+def resolved_config(method: Any, task: Task) -> dict[str, Any]:
+    """The config values a method actually uses on ``task``: its ``resolved(task)`` where it has one (a
+    budget of 0 replaced by the task card's, a system prompt the protocol does not use emptied), else
+    the config as given."""
+    resolve = getattr(method, "resolved", None)
+    return resolve(task) if resolve is not None else config_dict(method.config)
 
 
 def make_config(config_class: type, values: dict[str, Any], sources: dict[str, str] | None = None,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from latentbench.config import ConfigError, option
+from latentbench.config import ConfigError, config_dict, option
 from latentbench.methods.base import Outcome
 from latentbench.methods.generation import chat_text, generate
 
@@ -44,13 +44,17 @@ class CotMethod:
     def __init__(self, config: CotConfig) -> None:
         self.config = config
 
+    def resolved(self, task: Task) -> dict[str, Any]:
+        return {**config_dict(self.config), "max_new_tokens": self.config.max_new_tokens or task.card.max_new_tokens}
+
     def run(self, lm: LoadedModel, task: Task, examples: list[Example]) -> Iterator[Outcome]:
         cfg = self.config
-        max_new = cfg.max_new_tokens or task.card.max_new_tokens
+        max_new = self.resolved(task)["max_new_tokens"]
         for batch_index, start in enumerate(range(0, len(examples), cfg.batch_size)):
             batch = examples[start:start + cfg.batch_size]
             prompts = [chat_text(lm, task.prompt(ex), cfg.system_prompt or None) for ex in batch]
             gen = generate(lm, prompts, max_new_tokens=max_new, temperature=cfg.temperature, top_p=cfg.top_p,
                            num_samples=cfg.num_samples)
-            for ex, prompt, texts, tokens in zip(batch, prompts, gen.texts, gen.tokens, strict=True):
-                yield Outcome(ex, prompt, texts, tokens, gen.forward_passes, artifacts={"batch": batch_index})
+            for ex, prompt, texts, tokens, cut in zip(batch, prompts, gen.texts, gen.tokens, gen.truncated, strict=True):
+                yield Outcome(ex, prompt, texts, tokens, gen.forward_passes, artifacts={"batch": batch_index},
+                              truncated=cut)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from latentbench.config import ConfigError, option
+from latentbench.config import ConfigError, config_dict, option
 from latentbench.methods.agents import (
     AgentTurnsConfig,
     cycled_roles,
@@ -72,16 +72,27 @@ class LatentMasMethod:
         realign = controlled(realign, cfg.control)
         run_batch = _run_latentmas if cfg.protocol == "latentmas" else _run_compact
         used, budget = cfg.agents * cfg.steps_run, cfg.agents * cfg.latent_steps
+        max_new = self.resolved(task)["max_new_tokens"]
         for batch_index, start in enumerate(range(0, len(examples), cfg.batch_size)):
             batch = examples[start:start + cfg.batch_size]
-            prompts, tokens, forwards = run_batch(lm, task, batch, cfg, realign)
+            turns, tokens, forwards = run_batch(lm, task, batch, cfg, realign)
             texts = lm.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-            for ex, prompt, text, new in zip(batch, prompts, texts, tokens, strict=True):
-                yield Outcome(ex, prompt, [text], len(new), forwards, latent_steps=used, latent_budget=budget,
-                              artifacts={"batch": batch_index})
+            for ex, read, text, new in zip(batch, turns, texts, tokens, strict=True):
+                # decode() stops at EOS (excluded) or at the budget: a full budget means no EOS came
+                yield Outcome(ex, read[0]["prompt"], [text], len(new), forwards, latent_steps=used,
+                              latent_budget=budget, artifacts={"batch": batch_index},
+                              truncated=[len(new) >= max_new], agent_prompts=read)
+
+    def resolved(self, task: Task) -> dict[str, Any]:
+        """Budgets of 0 resolved to the task card's; protocol=compact gives no system message."""
+        cfg = self.config
+        system = cfg.system_prompt if cfg.protocol == "latentmas" else ""
+        return {**config_dict(cfg), "max_new_tokens": cfg.max_new_tokens or task.card.max_new_tokens,
+                "system_prompt": system}
 
 
-Batch = tuple[list[str], list[list[int]], int]  # first prompt per question, judger's tokens per question, forwards
+# Per question the turns the model read ({"role", "prompt"}, the judger's last), the judger's tokens; forwards
+Batch = tuple[list[list[dict[str, str]]], list[list[int]], int]
 
 
 def agent_roles(cfg: LatentMasConfig) -> list[str]:
@@ -102,7 +113,10 @@ def _run_latentmas(lm: LoadedModel, task: Task, batch: list[Example], cfg: Laten
     ids, mask = pad_left([t.ids[-1] for t in turns], lm.tokenizer.pad_token_id, lm.device)
     tokens, decoded = decode(lm, paths, ids, mask, cfg.max_new_tokens or task.card.max_new_tokens, cfg.temperature,
                              cfg.top_p)
-    return [t.texts[0] for t in turns], tokens, forwards + decoded
+    read = [[{"role": r, "prompt": text} for r, text in zip(roles, t.texts, strict=True)] for t in turns]
+    if paths is None:  # no latent steps: the agents' turns never ran, the judger read its own turn only
+        read = [r[-1:] for r in read]
+    return read, tokens, forwards + decoded
 
 
 def _run_compact(lm: LoadedModel, task: Task, batch: list[Example], cfg: LatentMasConfig,
@@ -125,4 +139,4 @@ def _run_compact(lm: LoadedModel, task: Task, batch: list[Example], cfg: LatentM
     ids, mask = pad_left([p.solver for p in prompts], pad, lm.device)
     tokens, decoded = decode(lm, paths, ids, mask, cfg.max_new_tokens or task.card.max_new_tokens, cfg.temperature,
                              cfg.top_p)
-    return [p.first_text for p in prompts], tokens, forwards + decoded
+    return [p.turns() for p in prompts], tokens, forwards + decoded

@@ -8,7 +8,9 @@ Runs the registered method on a tiny random-weight model over a few real task ex
 one ``Outcome`` per example, in order; the same seed gives the same outputs; the config round-trips
 through CLI-style strings and JSON; what the method writes (if it writes datasets) passes
 ``latentbench validate`` (an eval-only method is refused by ``generate``); token, forward and latent
-counts are consistent with the budgets (the evaluator's sums are tested in tests/test_eval.py).
+counts are consistent with the budgets (the evaluator's sums are tested in tests/test_eval.py); the
+record's extras are well formed (one truncation flag per output, each agent's turn named, ``resolved``
+keeps every config field).
 Needs pytest (a dev dependency); import it from tests only.
 """
 
@@ -137,3 +139,17 @@ class MethodTests:
             if o.latent_budget is not None:
                 assert o.latent_steps <= o.latent_budget
             assert o.forward_passes >= o.generated_tokens / decoded  # one forward per new position, or more
+
+    def test_record_extras_are_well_formed(self, outcomes: list[Outcome], task_and_examples: tuple) -> None:
+        from latentbench.methods.base import resolved_config
+
+        method = self.build()
+        resolved = resolved_config(method, task_and_examples[0])
+        assert set(resolved) == set(config_dict(method.config))  # the values used, not other keys
+        if "max_new_tokens" in resolved:
+            assert resolved["max_new_tokens"] > 0  # 0 means "the task card's": resolved says which
+        for o in outcomes:
+            assert o.truncated is None or (len(o.truncated) == len(o.outputs)
+                                           and all(isinstance(t, bool) for t in o.truncated))
+            assert o.agent_prompts is None or all(set(t) == {"role", "prompt"} and t["prompt"]
+                                                  for t in o.agent_prompts)

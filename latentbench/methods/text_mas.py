@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from latentbench.config import ConfigError, option
+from latentbench.config import ConfigError, config_dict, option
 from latentbench.methods.agents import DEFAULT_PIPELINE, check_roles, cycled_roles, pipeline_roles
 from latentbench.methods.base import Outcome
 from latentbench.methods.generation import chat_text, generate
@@ -75,29 +75,40 @@ class TextMasMethod:
         for batch_index, start in enumerate(range(0, len(examples), cfg.batch_size)):
             yield from self._batch(lm, task, examples[start:start + cfg.batch_size], batch_index)
 
-    def _batch(self, lm: LoadedModel, task: Task, batch: list[Example], batch_index: int) -> Iterator[Outcome]:
+    def resolved(self, task: Task) -> dict[str, Any]:
+        """Budgets of 0 resolved: the judger's to the task card's, each agent's to the judger's."""
         cfg = self.config
+        judger = cfg.max_new_tokens or task.card.max_new_tokens
+        return {**config_dict(cfg), "max_new_tokens": judger, "agent_max_new_tokens": cfg.agent_max_new_tokens or judger}
+
+    def _batch(self, lm: LoadedModel, task: Task, batch: list[Example], batch_index: int) -> Iterator[Outcome]:
+        cfg, budgets = self.config, self.resolved(task)
         templates, names = cfg.templates(task.card.answer_kind), TEXT_NAMES[cfg.prompt]
-        judger_budget = cfg.max_new_tokens or task.card.max_new_tokens
         questions = [question_text(task, ex) for ex in batch]
         contexts = [""] * len(batch)  # previous agents' texts, as the reference formats them
-        agent_tokens, forwards = [0] * len(batch), 0
+        agent_tokens, agents_truncated, forwards = [0] * len(batch), [0] * len(batch), 0
+        read: list[list[dict[str, str]]] = [[] for _ in batch]  # every turn each question's agents read
         for role in cycled_roles(cfg.agents, pipeline_roles(cfg.pipeline)):
-            gen = generate(lm, self._prompts(lm, templates[role], questions, contexts),
-                           max_new_tokens=cfg.agent_max_new_tokens or judger_budget, temperature=cfg.temperature,
+            prompts = self._prompts(lm, templates[role], questions, contexts)
+            gen = generate(lm, prompts, max_new_tokens=budgets["agent_max_new_tokens"], temperature=cfg.temperature,
                            top_p=cfg.top_p)
             forwards += gen.forward_passes
             for row, (texts, tokens) in enumerate(zip(gen.texts, gen.tokens, strict=True)):
+                read[row].append({"role": role, "prompt": prompts[row]})
                 contexts[row] += f"[{names.get(role, role.capitalize())}]:\n{texts[0].strip()}\n\n"
                 agent_tokens[row] += tokens
+                agents_truncated[row] += gen.truncated[row][0]
         prompts = self._prompts(lm, templates["judger"], questions, contexts)
-        gen = generate(lm, prompts, max_new_tokens=judger_budget, temperature=cfg.temperature, top_p=cfg.top_p)
+        gen = generate(lm, prompts, max_new_tokens=budgets["max_new_tokens"], temperature=cfg.temperature,
+                       top_p=cfg.top_p)
         forwards += gen.forward_passes
         for row, ex in enumerate(batch):
             # The judger's prompt holds the question and every agent's text: the whole exchange.
             yield Outcome(ex, prompts[row], [gen.texts[row][0].strip()], agent_tokens[row] + gen.tokens[row], forwards,
-                          metrics={"agent_tokens": agent_tokens[row], "judger_tokens": gen.tokens[row]},
-                          artifacts={"batch": batch_index, "agent_texts": contexts[row]})
+                          metrics={"agent_tokens": agent_tokens[row], "judger_tokens": gen.tokens[row],
+                                   "agents_truncated": agents_truncated[row]},
+                          artifacts={"batch": batch_index, "agent_texts": contexts[row]},
+                          truncated=gen.truncated[row], agent_prompts=[*read[row], {"role": "judger", "prompt": prompts[row]}])
 
     def _prompts(self, lm: LoadedModel, template: str, questions: list[str], contexts: list[str]) -> list[str]:
         cfg = self.config

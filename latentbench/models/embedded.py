@@ -16,7 +16,6 @@ import importlib.util
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -129,7 +128,9 @@ def remember_sha256(path: Path, digest: str) -> None:
 # --- progress: on stderr when it is a terminal, else log records (quiet by default) -------------------
 
 def _tty() -> bool:
-    return sys.stderr.isatty()
+    from latentbench.progress import interactive
+
+    return interactive()  # stderr is a terminal and --quiet was not given
 
 
 def _say(message: str) -> None:

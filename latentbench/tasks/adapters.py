@@ -36,7 +36,7 @@ def gsm8k(card: TaskCard, split: str, index: int, record: dict[str, Any]) -> Exa
     except ValueError as err:
         raise DataFormatError(f"{card.name} {where}: gold answer does not parse ({err})") from err
     return Example(f"{card.name}/{split}/{index}", _field(card, record, "question", where), gold,
-                   meta={"solution": solution})
+                   meta={"solution": solution}, task_id=str(index))
 
 
 def medqa(card: TaskCard, split: str, index: int, record: dict[str, Any]) -> Example:
@@ -46,7 +46,7 @@ def medqa(card: TaskCard, split: str, index: int, record: dict[str, Any]) -> Exa
     if not isinstance(options, dict) or sorted(options) != list(LETTERS) or gold not in options:
         raise DataFormatError(f"{card.name} {where}: expected options A-D and answer_idx among them")
     return Example(f"{card.name}/{split}/{index}", _field(card, record, "question", where), gold,
-                   choices={k: str(options[k]) for k in LETTERS})
+                   choices={k: str(options[k]) for k in LETTERS}, task_id=str(index))
 
 
 def gpqa(card: TaskCard, split: str, index: int, record: dict[str, Any]) -> Example:
@@ -61,7 +61,8 @@ def gpqa(card: TaskCard, split: str, index: int, record: dict[str, Any]) -> Exam
     options = [correct, *wrong]
     random.Random(int(hashlib.sha256(record_id.encode()).hexdigest()[:16], 16)).shuffle(options)
     return Example(f"{card.name}/{split}/{record_id}", str(_field(card, record, "question", where)).strip(),
-                   LETTERS[options.index(correct)], choices=dict(zip(LETTERS, options, strict=True)))
+                   LETTERS[options.index(correct)], choices=dict(zip(LETTERS, options, strict=True)),
+                   task_id=str(record_id))
 
 
 def _code(card: TaskCard, split: str, index: int, record: dict[str, Any], kind: str) -> Example:
@@ -74,7 +75,7 @@ def _code(card: TaskCard, split: str, index: int, record: dict[str, Any], kind: 
     except (KeyError, TypeError, ValueError) as err:
         raise DataFormatError(f"{card.name} {where}: not a {kind} problem ({err})") from err
     return Example(f"{card.name}/{split}/{task_id.split('/')[-1]}", problem.prompt, problem.canonical_solution,
-                   meta={"code_problem": problem})
+                   meta={"code_problem": problem}, task_id=task_id)
 
 
 def humaneval(card: TaskCard, split: str, index: int, record: dict[str, Any]) -> Example:

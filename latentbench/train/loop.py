@@ -20,7 +20,7 @@ import torch
 
 from latentbench.config import config_dict
 from latentbench.errors import UsageError
-from latentbench.progress import progress
+from latentbench.progress import progress_bar
 from latentbench.train import checkpoint as ckpt
 from latentbench.train.config import TrainConfig
 from latentbench.train.data import BatchOrder, TrainData
@@ -141,33 +141,36 @@ def run_training(trainer: Trainer, datasets: list[str | Path], output: str | Pat
     metrics.truncate(step)  # lines after the resume point are replayed
     out.mkdir(parents=True, exist_ok=True)
     steps = range(step + 1, config.max_steps + 1)
-    try:
-        module.train()
-        for step in progress(steps, len(steps), f"train {trainer.name}", show_progress and accelerator.is_main_process):
-            batch = [rows[i] for i in order.next()][rank::world]  # each process its share
-            loss, extra = trainer.loss(module, accelerate.utils.send_to_device(
-                trainer.collate(batch, data), accelerator.device))
-            accelerator.backward(loss)
-            line = {"step": step, "split": "train", "loss": accelerator.reduce(loss.detach(), "mean").item(),
-                    **{k: float(v) for k, v in extra.items()}}
-            if config.grad_clip is not None:
-                line["grad_norm"] = float(accelerator.clip_grad_norm_(params, config.grad_clip))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            metrics.append(line)
-            if step % config.eval_every == 0 or step == config.max_steps:
-                val = evaluate(trainer, module, data, config.batch_size, accelerator.device)
-                if val:
-                    metrics.append({"step": step, "split": "val", **val})
-            if step % config.save_every == 0 or step == config.max_steps:
-                ckpt.save_resume_point(out, accelerator.unwrap_model(module), optimizer,
-                                       {"step": step, "epoch": order.epoch, "position": order.position,
-                                        "config": record, "datasets": hashes},
-                                       rank=rank, barrier=accelerator.wait_for_everyone)
-    except KeyboardInterrupt:
-        saved = [ckpt.read_state(p)["step"] for p in ckpt.resume_points(out)]
-        log.warning("%s: interrupted at step %d; run again to resume from step %d", out, step, max(saved, default=0))
-        raise
+    show = show_progress and accelerator.is_main_process
+    with progress_bar(f"train {trainer.name}", len(steps), show) as bar:
+        try:
+            module.train()
+            for step in steps:
+                batch = [rows[i] for i in order.next()][rank::world]  # each process its share
+                loss, extra = trainer.loss(module, accelerate.utils.send_to_device(
+                    trainer.collate(batch, data), accelerator.device))
+                accelerator.backward(loss)
+                line = {"step": step, "split": "train", "loss": accelerator.reduce(loss.detach(), "mean").item(),
+                        **{k: float(v) for k, v in extra.items()}}
+                if config.grad_clip is not None:
+                    line["grad_norm"] = float(accelerator.clip_grad_norm_(params, config.grad_clip))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                metrics.append(line)
+                bar.advance(loss=line["loss"])
+                if step % config.eval_every == 0 or step == config.max_steps:
+                    val = evaluate(trainer, module, data, config.batch_size, accelerator.device)
+                    if val:
+                        metrics.append({"step": step, "split": "val", **val})
+                if step % config.save_every == 0 or step == config.max_steps:
+                    ckpt.save_resume_point(out, accelerator.unwrap_model(module), optimizer,
+                                           {"step": step, "epoch": order.epoch, "position": order.position,
+                                            "config": record, "datasets": hashes},
+                                           rank=rank, barrier=accelerator.wait_for_everyone)
+        except KeyboardInterrupt:
+            saved = [ckpt.read_state(p)["step"] for p in ckpt.resume_points(out)]
+            log.warning("%s: interrupted at step %d; run again to resume from step %d", out, step, max(saved, default=0))
+            raise
     if accelerator.is_main_process:
         base = getattr(trainer, "base_model_sha256", lambda: None)()
         ckpt.export(out, accelerator.unwrap_model(module), record, ckpt.provenance(data, base, config.max_steps))

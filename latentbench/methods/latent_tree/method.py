@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
 
+from latentbench.config import config_dict
 from latentbench.methods.agents import as_batch, protocol_prompts
 from latentbench.methods.base import Outcome
 from latentbench.methods.generation import eos_token_ids
@@ -107,18 +108,26 @@ class LatentTreeMethod:
         """Each question's tree grows alone; their kept leaves are then decoded in one batch. The decoding
         forwards are counted on the first question's outcome, so the outcomes' forwards add up."""
         grown = [self._grow_latent(lm, task, example, realign) for example in examples]
-        max_new = self.config.max_new_tokens or task.card.max_new_tokens
+        max_new = self.resolved(task)["max_new_tokens"]
         decoded = self._decode_kept(lm, task, grown, max_new)
+        answering = "judger" if self.config.protocol == "latentmas" else "solver"
         outcomes = []
         for i, tree in enumerate(grown):
             assign_values(tree.nodes)
             outcome = self._outcome(tree.example, tree.prompts.first_text, tree.nodes,
-                                    tree.forwards + (decoded if i == 0 else 0), tree.latent_total)
+                                    tree.forwards + (decoded if i == 0 else 0), tree.latent_total, max_new)
+            outcome.agent_prompts = tree.prompts.turns(answering)
             outcome.artifacts["tree"].update(
                 solver_prompt=tree.prompts.solver_text, max_new_tokens=max_new,
                 question=tree.example.question if task.card.publish_text else None)
             outcomes.append(outcome)
         return outcomes
+
+    def resolved(self, task: Task) -> dict[str, Any]:
+        """The judger's budget of 0 resolved to the task card's; protocol=compact gives no system message."""
+        cfg = self.config
+        return {**config_dict(cfg), "max_new_tokens": cfg.max_new_tokens or task.card.max_new_tokens,
+                "system_prompt": cfg.system_prompt if cfg.protocol == "latentmas" else ""}
 
     def _grow_latent(self, lm: LoadedModel, task: Task, example: Example, realign: Realignment) -> _Grown:
         """The tree's nodes down to its leaves (latent steps and turns; nothing decoded yet)."""
@@ -236,7 +245,8 @@ class LatentTreeMethod:
             leaf.correct = score.correct[task.primary_variant]
         return forwards
 
-    def _outcome(self, example: Example, prompt: str, nodes: list[TreeNode], forwards: int, latent: int) -> Outcome:
+    def _outcome(self, example: Example, prompt: str, nodes: list[TreeNode], forwards: int, latent: int,
+                 max_new: int) -> Outcome:
         decoded = sorted((n for n in nodes if n.kept), key=lambda n: -(n.consistency or 0.0))
         winner = select_leaf(decoded, self.config.select)
         best = winner.prediction
@@ -248,7 +258,8 @@ class LatentTreeMethod:
         tokens = sum(n.generated_tokens for n in decoded)
         metrics = {"prm_score": winner.prm_score} if winner.prm_score is not None else {}
         return Outcome(example, prompt, [winner.text or ""], tokens, forwards, latent_steps=latent,
-                       latent_budget=latent, artifacts={"tree": tree, "nodes": nodes}, metrics=metrics)
+                       latent_budget=latent, artifacts={"tree": tree, "nodes": nodes}, metrics=metrics,
+                       truncated=[winner.generated_tokens >= max_new])  # decoding stops at EOS or the budget
 
 
 class Pickable(Protocol):
