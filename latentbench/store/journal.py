@@ -72,8 +72,9 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 class Journal:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, durable: bool = True) -> None:
         self.root = root
+        self.durable = durable  # fsync each entry (power loss); the atomic rename alone survives process kills
         self._lock_fd: int | None = None
 
     @property
@@ -146,9 +147,11 @@ class Journal:
                 if raw.nbytes:  # an empty item (e.g. a node without latent steps) has no bytes to cast
                     f.write(memoryview(np.ascontiguousarray(raw)).cast("B"))
             f.flush()
-            os.fsync(f.fileno())
+            if self.durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)  # the commit point
-        fsync_dir(self.root)
+        if self.durable:
+            fsync_dir(self.root)
         return Entry(seq, path, header, _HEADER.size + len(head))
 
     def remove(self) -> None:
