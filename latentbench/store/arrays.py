@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 CODECS = ("none", "lz4", "zstd", "blosc-zstd-bitshuffle")
 # Picked by bench/store/run.py on real SmolLM2 KV caches (see bench/store/README.md).
 DEFAULT_CODEC = "none"
-DEFAULT_CHUNK_ELEMENTS = 1 << 17  # inner chunk: 512 KiB of float32, 256 KiB of float16
+DEFAULT_CHUNK_ELEMENTS = 1 << 18  # inner chunk: 1 MiB of float32, 512 KiB of float16
 DEFAULT_SHARD_BYTES = 1 << 30  # one file per GiB of tensors (~1,100 SmolLM2 float32 node caches)
 INDEX_CHUNK = 4096  # items per inner chunk of offsets/shapes
 INDEX_SHARD = 1 << 20  # items per file of offsets/shapes
