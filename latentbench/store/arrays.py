@@ -109,7 +109,9 @@ class RaggedWriter:
     ) -> None:
         sdt = np.dtype(storage_dtype(dtype))
         sub = group.create_group(name, attributes={**attributes, "dtype": dtype, "storage_dtype": sdt.name})
-        # No larger than the array: a shard's index has an entry for every inner chunk of its shape.
+        # Neither larger than the array: zarr stores an edge chunk at full size (uncompressed, a 408-element
+        # array would take a 2^18-element file) and a shard's index has an entry per inner chunk of its shape.
+        chunk_elements = min(chunk_elements, max(1, elements))
         shard = min(shard_elements(chunk_elements, shard_bytes, sdt.itemsize),
                     max(1, -(-elements // chunk_elements)) * chunk_elements)
         # write_empty_chunks: store every inner chunk as is; zarr would otherwise compare each with the
@@ -130,7 +132,7 @@ class RaggedWriter:
             "shapes", shape=(items, ndim), chunks=(INDEX_CHUNK, ndim), shards=(index_shard, ndim),
             dimension_names=["item", "axis"], **index,
         )
-        self._sdt, self._ndim, self.shard_elements = sdt, ndim, shard
+        self._sdt, self._ndim, self.chunk_elements, self.shard_elements = sdt, ndim, chunk_elements, shard
         self._offsets_buf = [0]
         self._shapes_buf: list[tuple[int, ...]] = []
         self._buf = np.empty(min(shard, elements), dtype=sdt)  # the shard being filled

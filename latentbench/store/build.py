@@ -145,7 +145,7 @@ def write_arrays(root: Path, w: DatasetWriter, entries: list[Entry]) -> tuple[di
         writer.close()
         out[name] = {"kind": spec.kind, "dtype": s["dtype"], "storage_dtype": s["storage_dtype"],
                      "items": s["items"], "elements": s["elements"], "ndim": spec.ndim,
-                     "codec": w.args["codec"], "chunk_elements": w.args["chunk_elements"],
+                     "codec": w.args["codec"], "chunk_elements": writer.chunk_elements,
                      "shard_elements": writer.shard_elements}
     return out, store.written
 
