@@ -80,8 +80,11 @@ def generate(req: GenerateRequest, lm: Any = None) -> Path:
     if done:
         log.warning("resuming %s: %d of %d questions already saved", out, len(examples) - len(todo), len(examples))
     torch.manual_seed(req.seed)
-    for outcome in progress(method.run(lm, task, todo), len(todo), f"{task.name} {kind}", req.show_progress):
-        with writer.example(outcome.example.id) as ex:
-            method.write(ex, outcome, kind)
-    writer.finalize()
+    try:
+        for outcome in progress(method.run(lm, task, todo), len(todo), f"{task.name} {kind}", req.show_progress):
+            with writer.example(outcome.example.id) as ex:
+                method.write(ex, outcome, kind)
+        writer.finalize()
+    finally:  # on an error or Ctrl-C: the examples still queued for the journal are written first
+        writer.close()
     return out

@@ -256,3 +256,26 @@ def test_a_failed_background_journal_write_is_raised_by_the_next_call(tmp_path, 
     with pytest.raises(OSError, match="No space left"):
         w.finalize()
     assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
+def test_close_writes_the_queued_examples_before_releasing(tmp_path, monkeypatch):
+    """What generate does on an error or Ctrl-C: examples already committed reach the journal, so a
+    resumed run redoes none of them."""
+    import time
+
+    from latentbench.store.journal import Journal
+
+    commit = Journal.commit
+
+    def slow_commit(self, seq, header, arrays):
+        time.sleep(0.2)
+        return commit(self, seq, header, arrays)
+
+    monkeypatch.setattr(Journal, "commit", slow_commit)
+    w = DatasetWriter(tmp_path / "ds", kind="kv-shard", info=INFO)
+    for i in range(3):
+        with w.example(f"e{i}") as ex:
+            write_kv_shard(ex, i)
+    w.close()
+    assert len(list((tmp_path / "ds" / ".journal").glob("*.lbj"))) == 3
+    assert DatasetWriter(tmp_path / "ds", kind="kv-shard", info=INFO).completed_ids() == {"e0", "e1", "e2"}
