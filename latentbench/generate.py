@@ -85,12 +85,15 @@ def generate(req: GenerateRequest, lm: Any = None) -> Path:
     if done:
         log.warning("resuming %s: %d of %d questions already saved", out, len(examples) - len(todo), len(examples))
     torch.manual_seed(req.seed)
-    with progress_bar(f"{task.name} {kind}", len(todo), req.show_progress) as bar:
-        for outcome in method.run(lm, task, todo):
-            with writer.example(outcome.example.id) as ex:
-                method.write(ex, outcome, kind)
-            bar.advance(tokens=outcome.generated_tokens, correct=_verdict(task, outcome) if bar.drawn else None)
-    writer.finalize()
+    try:
+        with progress_bar(f"{task.name} {kind}", len(todo), req.show_progress) as bar:
+            for outcome in method.run(lm, task, todo):
+                with writer.example(outcome.example.id) as ex:
+                    method.write(ex, outcome, kind)
+                bar.advance(tokens=outcome.generated_tokens, correct=_verdict(task, outcome) if bar.drawn else None)
+        writer.finalize()
+    finally:  # on an error or Ctrl-C: the examples still queued for the journal are written first
+        writer.close()
     return out
 
 

@@ -15,29 +15,35 @@ CHUNK = 100
 
 
 class CountingStore(zarr.storage.WrapperStore):
-    """Records every key zarr reads."""
+    """Records every key zarr reads, and the byte range of each read."""
 
     def __init__(self, store):
         super().__init__(store)
         self.keys: list[str] = []
+        self.reads: list[tuple[str, object]] = []
 
     async def get(self, key, prototype, byte_range=None):
         self.keys.append(key)
+        self.reads.append((key, byte_range))
         return await super().get(key, prototype, byte_range)
 
     async def get_partial_values(self, prototype, key_ranges):
         key_ranges = list(key_ranges)
         self.keys += [k for k, _ in key_ranges]
+        self.reads += key_ranges
         return await super().get_partial_values(prototype, key_ranges)
+
+
+SHARD_CHUNKS = 5  # inner chunks per shard file
 
 
 @pytest.fixture(scope="module")
 def kv_dataset(tmp_path_factory):
-    """30 KV tensors of 12..127 elements each in float16, 100 elements per chunk."""
+    """30 KV tensors of 12..127 elements each in float16, 100 elements per inner chunk, 5 per shard."""
     path = tmp_path_factory.mktemp("kv") / "ds"
     rng = np.random.default_rng(0)
     tensors = []
-    w = DatasetWriter(path, kind="kv-shard", info=INFO, chunk_elements=CHUNK)
+    w = DatasetWriter(path, kind="kv-shard", info=INFO, chunk_elements=CHUNK, shard_bytes=SHARD_CHUNKS * CHUNK * 2)
     for i in range(30):
         with w.example(f"e{i}") as ex:
             t = rng.standard_normal((2, 1, 2, int(rng.integers(3, 32)), 1)).astype(np.float16)
@@ -47,21 +53,35 @@ def kv_dataset(tmp_path_factory):
     return path, tensors
 
 
-def test_reading_one_item_touches_only_its_chunks(kv_dataset):
+def test_reading_one_item_touches_only_its_inner_chunks(kv_dataset):
+    """Per shard file the item overlaps: its index ((-1, -1) below), then exactly the byte ranges of the inner chunks
+    the item overlaps (codec "none": 100 float16 + a 4-byte crc32c each), nothing else of the shard."""
+    from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+
     path, tensors = kv_dataset
     offsets = np.cumsum([0] + [t.size for t in tensors])
+    stored = CHUNK * 2 + 4
+    shards = sorted((path / "arrays.zarr/kv/data/c").iterdir())
+    assert len(shards) == -(-offsets[-1] // (SHARD_CHUNKS * CHUNK)) >= 4, shards  # many shard files
     for i in (0, 7, 17, 29):
         store = CountingStore(zarr.storage.LocalStore(path / "arrays.zarr", read_only=True))
         ds = open_dataset(path, array_store=store)
         ds.array_len("kv")  # open metadata first, then count only what reading item i costs
+        store.reads.clear()
         store.keys.clear()
         np.testing.assert_array_equal(ds.array("kv", i), tensors[i])
-        data_chunks = sorted(k for k in store.keys if k.startswith("kv/data/c/"))
-        want = [f"kv/data/c/{c}" for c in range(offsets[i] // CHUNK, (offsets[i + 1] - 1) // CHUNK + 1)]
-        assert data_chunks == want and len(want) >= 1, (i, store.keys)
-        assert sorted(k for k in store.keys if not k.startswith("kv/data/")) == [
+        chunks = range(offsets[i] // CHUNK, (offsets[i + 1] - 1) // CHUNK + 1)
+        want = sorted({(f"kv/data/c/{c // SHARD_CHUNKS}", (-1, -1)) for c in chunks} | {
+            (f"kv/data/c/{c // SHARD_CHUNKS}", ((c % SHARD_CHUNKS) * stored, (c % SHARD_CHUNKS + 1) * stored))
+            for c in chunks})
+        got = []
+        for key, rng in store.reads:
+            if key.startswith("kv/data/c/"):
+                assert isinstance(rng, RangeByteRequest | SuffixByteRequest), (key, rng)  # never a whole shard
+                got.append((key, (-1, -1) if isinstance(rng, SuffixByteRequest) else (rng.start, rng.end)))
+        assert sorted(set(got)) == want, (i, store.reads)
+        assert sorted({k for k in store.keys if not k.startswith("kv/data/")}) == [
             "kv/offsets/c/0", "kv/shapes/c/0/0"], store.keys
-    assert offsets[-1] > 10 * CHUNK  # the array spans many chunks, so "only its chunks" means something
 
 
 def test_numpy_and_torch_outputs(kv_dataset):

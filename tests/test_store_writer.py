@@ -238,3 +238,71 @@ def test_card_is_a_hub_dataset_card_with_the_task_metadata(tmp_path):
 def test_errors_are_one_line():
     err = UsageError("x")
     assert isinstance(err, LatentbenchError) and "\n" not in str(err)
+
+
+def test_journal_writes_run_behind_the_caller_and_finalize_waits_for_them(tmp_path, monkeypatch):
+    """Commits return while the journal write is still blocked (the model can compute meanwhile);
+    finalize waits for every queued example, and the result equals a plain run's."""
+    import threading
+
+    from latentbench.store.journal import Journal
+
+    gate, written = threading.Event(), []
+    commit = Journal.commit
+
+    def slow_commit(self, seq, header, arrays):
+        gate.wait(timeout=60)
+        written.append(seq)
+        return commit(self, seq, header, arrays)
+
+    monkeypatch.setattr(Journal, "commit", slow_commit)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    w = DatasetWriter(tmp_path / "bg", kind="latent-tree", info=INFO, extra_kinds=["kv-shard"])
+    for i in range(2):  # the queue holds 2 examples (and the thread one more): none of these block
+        with w.example(f"synthetic/test/{i}") as ex:
+            write_latent_tree(ex, i)
+    assert written == [] and w.completed_ids() == {"synthetic/test/0", "synthetic/test/1"}
+    gate.set()
+    w.finalize()
+    assert written == [0, 1]
+    monkeypatch.setattr(Journal, "commit", commit)
+    make_synthetic_dataset(tmp_path / "plain", "latent-tree", n=2, extra_kinds=("kv-shard",))
+    assert file_hashes(tmp_path / "bg") == file_hashes(tmp_path / "plain")
+
+
+def test_a_failed_background_journal_write_is_raised_by_the_next_call(tmp_path, monkeypatch):
+    from latentbench.store.journal import Journal
+
+    def full_disk(self, seq, header, arrays):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Journal, "commit", full_disk)
+    w = DatasetWriter(tmp_path / "ds", kind="kv-shard", info=INFO)
+    with w.example("e0") as ex:
+        write_kv_shard(ex, 0)
+    with pytest.raises(OSError, match="No space left"):
+        w.finalize()
+    assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
+def test_close_writes_the_queued_examples_before_releasing(tmp_path, monkeypatch):
+    """What generate does on an error or Ctrl-C: examples already committed reach the journal, so a
+    resumed run redoes none of them."""
+    import time
+
+    from latentbench.store.journal import Journal
+
+    commit = Journal.commit
+
+    def slow_commit(self, seq, header, arrays):
+        time.sleep(0.2)
+        return commit(self, seq, header, arrays)
+
+    monkeypatch.setattr(Journal, "commit", slow_commit)
+    w = DatasetWriter(tmp_path / "ds", kind="kv-shard", info=INFO)
+    for i in range(3):
+        with w.example(f"e{i}") as ex:
+            write_kv_shard(ex, i)
+    w.close()
+    assert len(list((tmp_path / "ds" / ".journal").glob("*.lbj"))) == 3
+    assert DatasetWriter(tmp_path / "ds", kind="kv-shard", info=INFO).completed_ids() == {"e0", "e1", "e2"}

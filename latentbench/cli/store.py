@@ -79,8 +79,10 @@ def info(spec: Annotated[str, typer.Argument(help="Dataset directory, Hub id own
         lines.append((f"table {name}", f"{t['rows']} rows in {len(t['files'])} file(s), key {t['key']}"))
     for name, a in m["arrays"].items():
         on_disk = sum(f["bytes"] for p, f in m["files"].items() if p.startswith(f"arrays.zarr/{name}/"))
+        data = sum(p.startswith(f"arrays.zarr/{name}/data/c/") for p in m["files"])
+        layout = f"{data} shard file(s)" if "shard_elements" in a else f"{data} chunk file(s)"
         lines.append((f"array {name}", f"{a['items']} tensors, {a['dtype']}, {a['elements']} elements, "
-                                       f"{a['codec']}, {_size(on_disk)} on disk"))
+                                       f"{a['codec']}, {layout}, {_size(on_disk)} on disk"))
     lines.append(("size", f"{len(m['files']) + 1} files, {_size(size)}"))
     tables = sum(len(t["files"]) for t in m["tables"].values())
     lines.append(("checked", f"all files present at their sizes, sha256 of the {tables} table file(s) "

@@ -1,9 +1,13 @@
 """Ragged tensor arrays in a Zarr v3 group: ``<name>/data`` (flat), ``<name>/offsets``, ``<name>/shapes``.
 
-Item ``i`` is ``data[offsets[i]:offsets[i+1]].reshape(shapes[i])``. The flat array is chunked along
-its only axis, which runs in example order, so reading one item touches only the chunks its range
-overlaps plus one chunk of ``offsets`` and ``shapes``. bfloat16 has no numpy dtype: it is stored as
-its raw 16 bits (uint16, bit-exact) and the real dtype is kept in the group's attributes.
+Item ``i`` is ``data[offsets[i]:offsets[i+1]].reshape(shapes[i])``. The flat array runs in example
+order and is stored with zarr's sharding codec: one file per shard (``shard_bytes``, many questions),
+holding inner chunks of ``chunk_elements`` that are read on their own, so reading one item touches
+the shard's index and only the inner chunks its range overlaps, plus one chunk of ``offsets`` and
+``shapes``. Inner chunks end in a crc32c (zarr's codec), so a partial read is checked without hashing
+the whole shard. bfloat16 has no numpy dtype: it is stored as its raw 16 bits (uint16, bit-exact) and
+the real dtype is kept in the group's attributes. Layouts: ``ragged-v1`` (one file per chunk, read
+only) and ``ragged-sharded-v1`` (written).
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from latentbench.errors import DatasetIntegrityError, UsageError
 if TYPE_CHECKING:
     import zarr
 
-CODECS = ("blosc-zstd-bitshuffle", "zstd")
+CODECS = ("none", "lz4", "zstd", "blosc-zstd-bitshuffle")
 # Picked by bench/store/run.py on real SmolLM2 KV caches (see bench/store/README.md).
-DEFAULT_CODEC = "blosc-zstd-bitshuffle"
-DEFAULT_CHUNK_ELEMENTS = 1 << 18  # 512 KiB of float16 per chunk
-INDEX_CHUNK = 4096  # items per chunk of offsets/shapes
+DEFAULT_CODEC = "none"
+DEFAULT_CHUNK_ELEMENTS = 1 << 18  # inner chunk: 1 MiB of float32, 512 KiB of float16
+DEFAULT_SHARD_BYTES = 1 << 30  # one file per GiB of tensors (~1,100 SmolLM2 float32 node caches)
+INDEX_CHUNK = 4096  # items per inner chunk of offsets/shapes
+INDEX_SHARD = 1 << 20  # items per file of offsets/shapes
+LAYOUT = "ragged-sharded-v1"
 
 _STORAGE = {"bfloat16": "uint16"}
 
@@ -41,8 +48,8 @@ def to_storage(tensor: Any) -> tuple[np.ndarray, str]:
         if t.dtype == torch.bfloat16:
             return t.view(torch.int16).numpy().view(np.uint16).copy(), "bfloat16"
         return t.numpy().copy(), str(t.dtype).removeprefix("torch.")
-    if isinstance(tensor, np.ndarray):
-        return np.ascontiguousarray(tensor), tensor.dtype.name
+    if isinstance(tensor, np.ndarray):  # copied: the writer may write it after the caller changed it
+        return np.array(tensor, order="C", copy=True), tensor.dtype.name
     raise UsageError(f"arrays must be numpy arrays or torch tensors, got {type(tensor).__name__}")
 
 
@@ -58,20 +65,32 @@ def from_storage(raw: np.ndarray, dtype: str, as_torch: bool = False) -> Any:
 
 
 def codec_chain(codec: str, itemsize: int) -> list[Any]:
+    """Bytes-to-bytes codecs of one inner chunk: the compressor (if any), then a crc32c of the result."""
     import zarr.codecs as zc
 
-    if codec == "zstd":
-        return [zc.ZstdCodec(level=3)]
-    if codec == "blosc-zstd-bitshuffle":
-        return [zc.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle", typesize=itemsize)]
-    raise UsageError(f"unknown codec {codec!r} (choose from {', '.join(CODECS)})")
+    chains = {
+        "none": [],
+        "lz4": [zc.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle", typesize=itemsize)],
+        "zstd": [zc.ZstdCodec(level=1)],
+        "blosc-zstd-bitshuffle": [zc.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle", typesize=itemsize)],
+    }
+    if codec not in chains:
+        raise UsageError(f"unknown codec {codec!r} (choose from {', '.join(CODECS)})")
+    return [*chains[codec], zc.Crc32cCodec()]
+
+
+def shard_elements(chunk_elements: int, shard_bytes: int, itemsize: int) -> int:
+    """Elements per shard: a whole number of inner chunks, at least one."""
+    return chunk_elements * max(1, shard_bytes // (chunk_elements * itemsize))
 
 
 class RaggedWriter:
-    """Streams items into a new ragged array, writing only whole chunks until :meth:`close`.
+    """Streams items into a new ragged array, writing only whole shards until :meth:`close`.
 
     Sizes are known up front (from the journal), so arrays are created at final shape and every write
-    is chunk-aligned: no read-modify-write, and identical inputs give identical bytes.
+    covers one shard (the last one: what is left): each shard file is written once, no
+    read-modify-write, and identical inputs give identical bytes. Items are copied into one reused
+    shard-sized buffer, so memory stays at about one shard (plus zarr's encoded copy).
     """
 
     def __init__(
@@ -85,27 +104,39 @@ class RaggedWriter:
         elements: int,
         codec: str,
         chunk_elements: int,
+        shard_bytes: int,
         attributes: dict[str, Any],
     ) -> None:
         sdt = np.dtype(storage_dtype(dtype))
         sub = group.create_group(name, attributes={**attributes, "dtype": dtype, "storage_dtype": sdt.name})
+        # Neither larger than the array: zarr stores an edge chunk at full size (uncompressed, a 408-element
+        # array would take a 2^18-element file) and a shard's index has an entry per inner chunk of its shape.
+        chunk_elements = min(chunk_elements, max(1, elements))
+        shard = min(shard_elements(chunk_elements, shard_bytes, sdt.itemsize),
+                    max(1, -(-elements // chunk_elements)) * chunk_elements)
+        # write_empty_chunks: store every inner chunk as is; zarr would otherwise compare each with the
+        # fill value first (a full extra pass, ~3x slower writes) only to drop the rare all-zero one.
         self._data = sub.create_array(
-            "data", shape=(elements,), chunks=(chunk_elements,), dtype=sdt,
+            "data", shape=(elements,), chunks=(chunk_elements,), shards=(shard,), dtype=sdt, fill_value=0,
             compressors=codec_chain(codec, sdt.itemsize), dimension_names=["element"],
+            config={"write_empty_chunks": True},
         )
+        index = {"dtype": "int64", "compressors": codec_chain("zstd", 8), "fill_value": 0,
+                 "config": {"write_empty_chunks": True}}
+        index_shard = min(INDEX_SHARD, -(-(items + 1) // INDEX_CHUNK) * INDEX_CHUNK)
         self._offsets = sub.create_array(
-            "offsets", shape=(items + 1,), chunks=(INDEX_CHUNK,), dtype="int64",
-            compressors=codec_chain("zstd", 8), dimension_names=["item"],
+            "offsets", shape=(items + 1,), chunks=(INDEX_CHUNK,), shards=(index_shard,),
+            dimension_names=["item"], **index,
         )
         self._shapes = sub.create_array(
-            "shapes", shape=(items, ndim), chunks=(INDEX_CHUNK, ndim), dtype="int64",
-            compressors=codec_chain("zstd", 8), dimension_names=["item", "axis"],
+            "shapes", shape=(items, ndim), chunks=(INDEX_CHUNK, ndim), shards=(index_shard, ndim),
+            dimension_names=["item", "axis"], **index,
         )
-        self._sdt, self._ndim, self._chunk = sdt, ndim, chunk_elements
+        self._sdt, self._ndim, self.chunk_elements, self.shard_elements = sdt, ndim, chunk_elements, shard
         self._offsets_buf = [0]
         self._shapes_buf: list[tuple[int, ...]] = []
-        self._pending: list[np.ndarray] = []
-        self._pending_n = 0
+        self._buf = np.empty(min(shard, elements), dtype=sdt)  # the shard being filled
+        self._fill = 0
         self._written = 0
 
     def append(self, raw: np.ndarray) -> None:
@@ -114,24 +145,23 @@ class RaggedWriter:
                                         f"array is {self._sdt}/{self._ndim}d")
         self._shapes_buf.append(raw.shape)
         self._offsets_buf.append(self._offsets_buf[-1] + raw.size)
-        self._pending.append(raw.reshape(-1))
-        self._pending_n += raw.size
-        if self._pending_n >= self._chunk:
-            self._flush(whole_chunks_only=True)
+        if self._offsets_buf[-1] > self._data.shape[0]:
+            raise DatasetIntegrityError("ragged array sizes differ from the journal's")
+        flat, done = raw.reshape(-1), 0
+        while done < flat.size:
+            n = min(flat.size - done, len(self._buf) - self._fill)
+            self._buf[self._fill : self._fill + n] = flat[done : done + n]
+            self._fill, done = self._fill + n, done + n
+            if self._fill == len(self._buf):
+                self._flush()
 
-    def _flush(self, whole_chunks_only: bool) -> None:
-        if not self._pending_n:
-            return
-        flat = np.concatenate(self._pending)
-        n = (len(flat) // self._chunk) * self._chunk if whole_chunks_only else len(flat)
-        if n:
-            self._data[self._written : self._written + n] = flat[:n]
-            self._written += n
-        rest = flat[n:]
-        self._pending, self._pending_n = ([rest] if len(rest) else []), len(rest)
+    def _flush(self) -> None:
+        if self._fill:
+            self._data[self._written : self._written + self._fill] = self._buf[: self._fill]
+            self._written, self._fill = self._written + self._fill, 0
 
     def close(self) -> None:
-        self._flush(whole_chunks_only=False)
+        self._flush()
         if self._written != self._data.shape[0] or len(self._shapes_buf) != self._shapes.shape[0]:
             raise DatasetIntegrityError("ragged array sizes differ from the journal's")
         self._offsets[:] = np.asarray(self._offsets_buf, dtype=np.int64)
@@ -147,9 +177,9 @@ class RaggedArray:
     every read inside a single offsets chunk.
     """
 
-    def __init__(self, group: zarr.Group, name: str) -> None:
+    def __init__(self, group: zarr.Group, name: str, where: Any = None) -> None:
         sub = group[name]
-        self.name = name
+        self.name, self._where = name, where or name
         self.dtype: str = sub.attrs["dtype"]
         self._data, self._offsets, self._shapes = sub["data"], sub["offsets"], sub["shapes"]
         self._index_chunk = self._offsets.chunks[0]
@@ -170,5 +200,13 @@ class RaggedArray:
         offsets, shapes = self._index(index // self._index_chunk)
         start = int(offsets[index % self._index_chunk])
         shape = tuple(int(x) for x in shapes[index % self._index_chunk])
-        raw = np.asarray(self._data[start : start + math.prod(shape)]).reshape(shape)
+        try:
+            raw = np.asarray(self._data[start : start + math.prod(shape)]).reshape(shape)
+        except DatasetIntegrityError:
+            raise
+        except Exception as exc:  # a bad crc32c, shard index or codec frame: the bytes on disk changed
+            shard = self._data.shards[0] if self._data.shards else self._data.chunks[0]
+            what = ("crc32c mismatch (modified since manifest.json was written)" if "checksum" in str(exc)
+                    else f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+            raise DatasetIntegrityError(f"{self._where}/data/c/{start // shard}: {what}") from None
         return from_storage(raw, self.dtype, as_torch)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from latentbench.errors import SchemaError, UsageError
-from latentbench.store.arrays import RaggedWriter
+from latentbench.store.arrays import LAYOUT, RaggedWriter
 from latentbench.store.journal import Entry, fsync_dir
 from latentbench.store.manifest import (
     CARD,
@@ -43,6 +43,7 @@ class DatasetWriter(Protocol):
     tables: dict[str, TableSpec]
     arrays: dict[str, ArraySpec]
     meta: dict[str, Any]
+    durable: bool
 
 STAGING = ".staging"
 TABLES = "tables"
@@ -57,18 +58,19 @@ def finalize(w: DatasetWriter, entries: list[Entry]) -> dict[str, Any]:
         _remove(w.path / name)
     staging.mkdir()
     tables = write_tables(staging, w, entries)
-    arrays = write_arrays(staging, w, entries)
+    arrays, written = write_arrays(staging, w, entries)
     counts = {"examples": len(entries), "tables": {t: m["rows"] for t, m in tables.items()},
               "arrays": {a: m["items"] for a, m in arrays.items()}}
     common = dict(kind=w.kind, specs=w.specs, info=w.args["info"], counts=counts, tables=tables,
                   arrays=arrays, created=w.meta["created"], git=w.meta["git_sha"], packages=w.meta["packages"])
     # The card lists the data files' sha256 (for datasets.load_dataset users): hash them, then the card.
-    files = file_table(staging)
+    files = file_table(staging, known=written)
     (staging / CARD).write_text(render_card(build_manifest(**common, files=files), w.specs))
     files = dict(sorted({**files, **file_table(staging, [CARD])}.items()))
     manifest = build_manifest(**common, files=files)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    _fsync_tree(staging)
+    if w.durable:
+        _fsync_tree(staging)
     for name in (*OUTPUTS, MANIFEST):  # manifest.json last: its arrival is the commit
         if (staging / name).exists():
             os.replace(staging / name, w.path / name)
@@ -112,8 +114,12 @@ def rows_to_frame(spec: TableSpec, rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-def write_arrays(root: Path, w: DatasetWriter, entries: list[Entry]) -> dict[str, Any]:
+def write_arrays(root: Path, w: DatasetWriter, entries: list[Entry]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Zarr arrays from the journal -> (manifest ``arrays`` entries, {file: sha256 and size} of every
+    file written, hashed from the bytes in memory so finalize need not read the shards back)."""
     import zarr
+
+    from latentbench.store.integrity import HashingStore
 
     sizes: dict[str, dict[str, Any]] = {}
     for e in entries:
@@ -123,15 +129,15 @@ def write_arrays(root: Path, w: DatasetWriter, entries: list[Entry]) -> dict[str
             s["items"] += 1
             s["elements"] += math.prod(spec["shape"])
     if not sizes:
-        return {}
-    group = zarr.open_group(root / ARRAYS, mode="w", zarr_format=3,
-                            attributes={"latentbench_layout": "ragged-v1"})
+        return {}, {}
+    store = HashingStore(zarr.storage.LocalStore(root / ARRAYS), ARRAYS)
+    group = zarr.open_group(store, mode="w", zarr_format=3, attributes={"latentbench_layout": LAYOUT})
     out = {}
     for name in [a for a in w.arrays if a in sizes]:  # schema order, not first-use order
         spec, s = w.arrays[name], sizes[name]
         writer = RaggedWriter(group, name, dtype=s["dtype"], ndim=spec.ndim, items=s["items"],
                               elements=s["elements"], codec=w.args["codec"],
-                              chunk_elements=w.args["chunk_elements"],
+                              chunk_elements=w.args["chunk_elements"], shard_bytes=w.args["shard_bytes"],
                               attributes={"kind": spec.kind, "axes": list(spec.axes)})
         for e in entries:
             for _, raw in e.arrays(name):
@@ -139,8 +145,9 @@ def write_arrays(root: Path, w: DatasetWriter, entries: list[Entry]) -> dict[str
         writer.close()
         out[name] = {"kind": spec.kind, "dtype": s["dtype"], "storage_dtype": s["storage_dtype"],
                      "items": s["items"], "elements": s["elements"], "ndim": spec.ndim,
-                     "codec": w.args["codec"], "chunk_elements": w.args["chunk_elements"]}
-    return out
+                     "codec": w.args["codec"], "chunk_elements": writer.chunk_elements,
+                     "shard_elements": writer.shard_elements}
+    return out, store.written
 
 
 def check_finished(path: Path, args: dict[str, Any]) -> dict[str, Any]:

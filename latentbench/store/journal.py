@@ -41,15 +41,21 @@ class Entry:
         return self.header["example_id"]
 
     def arrays(self, name: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
-        """(array name, raw storage-dtype array) in the order they were added; only ``name``'s if given."""
+        """(array name, raw storage-dtype array) in the order they were added; only ``name``'s if given.
+
+        The arrays are read-only memory maps of the entry (no copy until the caller copies them into a
+        shard), valid while the journal exists."""
+        size = self.path.stat().st_size
         for spec in self.header["arrays"]:
             if name is not None and spec["name"] != name:
                 continue
             count = int(np.prod(spec["shape"], dtype=np.int64))
-            raw = np.fromfile(self.path, dtype=spec["storage_dtype"], count=count,
-                              offset=self.data_start + spec["offset"])
-            if raw.size != count:
+            dtype = np.dtype(spec["storage_dtype"])
+            start = self.data_start + spec["offset"]
+            if start + count * dtype.itemsize > size:
                 raise DatasetIntegrityError(f"{self.path}: journal entry is truncated")
+            raw = (np.memmap(self.path, dtype=dtype, mode="r", offset=start, shape=(count,)) if count
+                   else np.zeros(0, dtype))  # mmap cannot map 0 bytes
             yield spec["name"], raw.reshape(spec["shape"])
 
 
@@ -72,8 +78,9 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 class Journal:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, durable: bool = True) -> None:
         self.root = root
+        self.durable = durable  # fsync each entry (power loss); the atomic rename alone survives process kills
         self._lock_fd: int | None = None
 
     @property
@@ -146,9 +153,11 @@ class Journal:
                 if raw.nbytes:  # an empty item (e.g. a node without latent steps) has no bytes to cast
                     f.write(memoryview(np.ascontiguousarray(raw)).cast("B"))
             f.flush()
-            os.fsync(f.fileno())
+            if self.durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)  # the commit point
-        fsync_dir(self.root)
+        if self.durable:
+            fsync_dir(self.root)
         return Entry(seq, path, header, _HEADER.size + len(head))
 
     def remove(self) -> None:

@@ -34,10 +34,18 @@ def list_files(root: Path) -> list[str]:
     return sorted(out)
 
 
-def file_table(root: Path, rels: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """sha256 and size of ``rels`` (default: every file but the manifest)."""
-    return {rel: {"sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size}
-            for rel in (list_files(root) if rels is None else rels)}
+def file_table(root: Path, rels: list[str] | None = None,
+               known: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """sha256 and size of ``rels`` (default: every file but the manifest). ``known``: entries hashed as
+    they were written (the array shards), used while the file still has that size, not hashed again."""
+    known = known or {}
+    out = {}
+    for rel in list_files(root) if rels is None else rels:
+        size = (root / rel).stat().st_size
+        entry = known.get(rel)
+        out[rel] = dict(entry) if entry and entry["bytes"] == size else {"sha256": sha256_file(root / rel),
+                                                                       "bytes": size}
+    return out
 
 
 def created_now() -> str:
@@ -211,7 +219,9 @@ def render_card(manifest: dict[str, Any], specs: list[KindSpec]) -> str:
     for name, arr in manifest["arrays"].items():
         lines += [f"## Array `{name}` ({arr['kind']}, {arr['items']} tensors, {arr['dtype']})", "",
                   f"Stored in `arrays.zarr/{name}/` as a flat `data` array ({arr['codec']}, "
-                  f"{arr['chunk_elements']} elements per chunk) with `offsets` and `shapes`.", ""]
+                  f"{arr['chunk_elements']} elements per chunk"
+                  + (f", {arr['shard_elements']} per shard file" if "shard_elements" in arr else "")
+                  + ") with `offsets` and `shapes`.", ""]
     tables = [(rel, f) for rel, f in manifest["files"].items() if rel.startswith("tables/")]
     more = len(manifest["files"]) - len(tables)
     if tables:

@@ -114,11 +114,12 @@ class Dataset:
 
             store = self._array_store if self._array_store is not None else zarr.storage.LocalStore(
                 self.path / ARRAYS, read_only=True)
-            store = VerifiedStore(store, self.path, self.manifest["files"])
+            partial = [f"{ARRAYS}/{a}/data/c/" for a, m in self.manifest["arrays"].items() if "shard_elements" in m]
+            store = VerifiedStore(store, self.path, self.manifest["files"], partial)
             try:
                 if self._group is None:
                     self._group = zarr.open_group(store, mode="r")
-                self._arrays[name] = RaggedArray(self._group, name)
+                self._arrays[name] = RaggedArray(self._group, name, where=self.path / ARRAYS / name)
             except (KeyError, FileNotFoundError, zarr.errors.BaseZarrError) as exc:
                 raise DatasetIntegrityError(f"{self.path / ARRAYS / name}: missing or unreadable Zarr array "
                                             f"({type(exc).__name__})") from None

@@ -17,7 +17,9 @@ yields the same bytes as one that was not.
 from __future__ import annotations
 
 import contextlib
+import queue
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,13 @@ from latentbench.errors import SchemaError, UsageError
 from latentbench.paths import check_writable_dir
 from latentbench.provenance import git_sha, package_versions
 from latentbench.store import build
-from latentbench.store.arrays import CODECS, DEFAULT_CHUNK_ELEMENTS, DEFAULT_CODEC, to_storage
+from latentbench.store.arrays import (
+    CODECS,
+    DEFAULT_CHUNK_ELEMENTS,
+    DEFAULT_CODEC,
+    DEFAULT_SHARD_BYTES,
+    to_storage,
+)
 from latentbench.store.journal import Journal
 from latentbench.store.manifest import MANIFEST, check_info, created_now
 from latentbench.store.schema import ArraySpec, KindSpec, TableSpec, load_kind, to_builtin, validate_example
@@ -63,12 +71,14 @@ class DatasetWriter:
         *,
         codec: str = DEFAULT_CODEC,
         chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+        shard_bytes: int = DEFAULT_SHARD_BYTES,
         rows_per_file: int = DEFAULT_ROWS_PER_FILE,
+        durable: bool = True,
     ) -> None:
         if codec not in CODECS:
             raise UsageError(f"unknown codec {codec!r} (choose from {', '.join(CODECS)})")
-        if chunk_elements < 1 or rows_per_file < 1:
-            raise UsageError("chunk_elements and rows_per_file must be positive")
+        if chunk_elements < 1 or shard_bytes < 1 or rows_per_file < 1:
+            raise UsageError("chunk_elements, shard_bytes and rows_per_file must be positive")
         self.path = Path(path)
         self.kind = kind
         self.specs: list[KindSpec] = [load_kind(k) for k in dict.fromkeys([kind, *extra_kinds])]
@@ -81,8 +91,11 @@ class DatasetWriter:
             self.tables.update(spec.tables)
             self.arrays.update(spec.arrays)
         self.args = {"kind": kind, "extra_kinds": [s.kind for s in self.specs[1:]], "info": check_info(info),
-                     "codec": codec, "chunk_elements": chunk_elements, "rows_per_file": rows_per_file}
-        self._journal = Journal(self.path / JOURNAL)
+                     "codec": codec, "chunk_elements": chunk_elements, "shard_bytes": shard_bytes,
+                     "rows_per_file": rows_per_file}
+        self.durable = durable  # not in args: it changes no byte of the dataset, only what survives power loss
+        self._journal = Journal(self.path / JOURNAL, durable)
+        self._background = BackgroundCommits(self._journal)
         self._finalized: dict[str, Any] | None = None
         self._completed: set[str] = set()
         self._counts = dict.fromkeys(self.arrays, 0)  # committed items per array
@@ -155,7 +168,7 @@ class DatasetWriter:
             if len(set(keys)) != len(keys):
                 raise SchemaError(f"{where}: duplicate {table} key {list(spec.key)}")
         header = {"example_id": ex.example_id, "tables": ex.rows, "arrays": ex.array_specs}
-        self._journal.commit(self._seq, header, ex.raw_arrays)
+        self._background.commit(self._seq, header, ex.raw_arrays)
         self._seq += 1
         self._completed.add(ex.example_id)
         for spec in ex.array_specs:
@@ -169,19 +182,72 @@ class DatasetWriter:
         dataset is either complete or (no manifest) still resumable. Calling it again is a no-op.
         """
         if self._finalized is None:
+            self._background.drain()
             self._finalized = build.finalize(self, self._journal.entries())
             self._journal.remove()
         return self._finalized
 
     def close(self) -> None:
-        """Release the journal lock without finalizing (the write can be resumed later)."""
-        self._journal.release()
+        """Write the examples still queued, then release the journal lock without finalizing (the write
+        can be resumed later)."""
+        try:
+            self._background.drain()
+        finally:
+            self._journal.release()
 
     def __enter__(self) -> DatasetWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BackgroundCommits:
+    """Writes committed examples to the journal on one background thread, in commit order, so the
+    array bytes go to disk while the model computes the next example.
+
+    The queue is bounded (``depth`` examples), so memory stays bounded and a slow disk slows the
+    generator down rather than piling up tensors. A process killed with examples still queued loses
+    those (their journal files never appear); resuming recomputes them, and since the journal decides
+    the dataset's bytes, the result is the same. An error on the thread is raised by the next call.
+    """
+
+    def __init__(self, journal: Journal, depth: int = 2) -> None:
+        self._journal, self._depth = journal, depth
+        self._queue: queue.Queue[tuple[int, dict[str, Any], list[np.ndarray]] | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def commit(self, seq: int, header: dict[str, Any], arrays: list[np.ndarray]) -> None:
+        self._raise()
+        if self._thread is None:
+            self._queue = queue.Queue(self._depth)
+            self._thread = threading.Thread(target=self._run, name="latentbench-journal", daemon=True)
+            self._thread.start()
+        assert self._queue is not None
+        self._queue.put((seq, header, arrays))
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while (item := self._queue.get()) is not None:
+            if self._error is None:  # after a failure, later examples must not land (no gaps in seq)
+                try:
+                    self._journal.commit(*item)
+                except BaseException as exc:  # noqa: BLE001  re-raised on the caller's thread
+                    self._error = exc
+
+    def drain(self) -> None:
+        """Wait until every queued example is in the journal (stops the thread; commit restarts it)."""
+        if self._thread is not None:
+            assert self._queue is not None
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = self._queue = None
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 class ExampleWriter:
