@@ -91,6 +91,15 @@ def test_throwaway_method_is_listed_and_described(echo, capsys, monkeypatch) -> 
         assert kind in line and help_ in line
 
 
+def test_a_trainers_fields_are_listed(capsys, monkeypatch) -> None:
+    code, out, _ = cli(capsys, monkeypatch, "methods")
+    assert code == 0 and "trainers (latentbench train NAME): prm" in out
+    code, out, _ = cli(capsys, monkeypatch, "methods", "prm")
+    assert code == 0 and "PrmConfig" in out
+    for flag in ("--head", "--max-steps", "--lora-rank"):  # the trainer's own fields and TrainConfig's
+        assert any(line.strip().startswith(flag + " ") for line in out.splitlines()), flag
+
+
 def test_throwaway_method_runs_through_eval(echo, capsys, monkeypatch, tiny_dir: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "echo.yaml"
     cfg.write_text("repeat: 3\nnote: from the file\n")

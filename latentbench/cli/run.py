@@ -128,7 +128,8 @@ def train_cmd(
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train NAME on DATASET… into --output; its config fields are flags (--max-steps, --seed, --limit, …).
+    """Train NAME on DATASET… into --output; its config fields are flags (--max-steps, --seed, --limit, …):
+    `latentbench methods NAME` lists them.
 
     On a terminal a progress bar shows steps done, the latest loss and steps/s."""
     from latentbench.train import run_training
