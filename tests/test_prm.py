@@ -99,10 +99,12 @@ def test_rows_without_decoded_leaves_and_roots_are_left_out() -> None:
 
 
 def test_node_metrics_by_hand() -> None:
-    rows = [{"n_correct": c, "value": v, "depth": 1} for c, v in [(0, 0.0), (1, 0.25), (3, 0.75), (4, 1.0)]]
+    rows = [{"n_correct": c, "value": v, "depth": 1, "example_id": "q", "parent_id": 0}
+            for c, v in [(0, 0.0), (1, 0.25), (3, 0.75), (4, 1.0)]]
     probs = np.array([0.1, 0.4, 0.3, 0.9])
     out = node_metrics(probs, rows)
     assert out["auroc"] == pytest.approx(1.0)  # the one negative scores below every positive
+    assert out["sibling_auroc"] == pytest.approx(5 / 6)  # of the 6 sibling pairs only (0.25, 0.75) is misordered
     assert out["brier"] == pytest.approx(np.mean((probs - [0, 0.25, 0.75, 1.0]) ** 2))
     assert out["corr_depth1"] == pytest.approx(np.corrcoef(probs, [0, 0.25, 0.75, 1.0])[0, 1])
 

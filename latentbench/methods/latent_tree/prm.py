@@ -189,8 +189,11 @@ def kv_batch(kvs: list[torch.Tensor]) -> dict[str, Any]:
 
 
 def node_metrics(probs: Any, rows: list[dict[str, Any]]) -> dict[str, float]:
-    """AUROC of the hard label, Brier score against the value, and Pearson correlation with the value per
-    depth (metrics that are undefined on these rows, e.g. AUROC with one class, are left out)."""
+    """AUROC of the hard label, Brier score against the value, Pearson correlation with the value per
+    depth, and ``sibling_auroc``: among siblings with different values, the share of (higher, lower)
+    pairs the PRM orders the same way (ties count half). AUROC over all nodes also rewards telling easy
+    questions from hard ones; only the sibling order matters for choosing a path. Metrics undefined on
+    these rows (one class, constant values, no such siblings) are left out."""
     import numpy as np
     from scipy.stats import mannwhitneyu, pearsonr
 
@@ -205,6 +208,13 @@ def node_metrics(probs: Any, rows: list[dict[str, Any]]) -> dict[str, float]:
         at = depths == depth
         if at.sum() > 2 and np.ptp(values[at]) > 0 and np.ptp(probs[at]) > 0:
             out[f"corr_depth{depth}"] = float(pearsonr(probs[at], values[at]).statistic)
+    families: dict[tuple[Any, ...], list[int]] = {}
+    for i, r in enumerate(rows):
+        families.setdefault((r.get("_dataset"), r["example_id"], r["parent_id"]), []).append(i)
+    pairs = [np.sign(probs[i] - probs[j]) * np.sign(values[i] - values[j]) for group in families.values()
+             for a, i in enumerate(group) for j in group[a + 1:] if values[i] != values[j]]
+    if pairs:
+        out["sibling_auroc"] = float(np.mean([(p + 1) / 2 for p in pairs]))
     return out
 
 
