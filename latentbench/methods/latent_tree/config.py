@@ -14,12 +14,14 @@ KvDtype = Literal["model", "float32", "float16", "bfloat16"]
 
 @dataclass
 class LatentTreeConfig(AgentTurnsConfig):
-    agents: int = option(3, "Latent agents = tree depth below the root.")
-    branches: int = option(3, "k: children per node.")
+    # Defaults: the tree that gives labels signal on the embedded 0.5B model (the τ table in
+    # docs/latent-tree.md); deeper trees (--agents 3) derail its judger.
+    agents: int = option(1, "Latent agents = tree depth below the root.")
+    branches: int = option(4, "k: children per node.")
     latent_steps: int = option(4, "m: latent steps per agent.")
-    keep: int | Literal["all"] = option(5, "K: leaves decoded and scored (top-K by consistency), or all.")
+    keep: int | Literal["all"] = option("all", "K: leaves decoded and scored (top-K by consistency), or all.")
     latent_temperature: float = option(
-        2.0, "τ of the Gaussian branching noise (0: no branching diversity); see docs/latent-tree.md.")
+        0.5, "τ of the Gaussian branching noise (0: no branching diversity); see docs/latent-tree.md.")
     realign_lambda: float = option(1e-3, "Ridge λ of the realignment matrix.")
     max_new_tokens: int = option(0, "Judger's (compact: solver's) text budget per leaf (0: the task card's).")
     kv_dtype: KvDtype = option("model", "dtype of saved KV; model keeps replay bit-exact.")
