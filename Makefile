@@ -8,7 +8,7 @@ setup:
 	bash scripts/setup
 
 demo: setup
-	$(VENV)/latentbench generate gsm8k --limit 2 --branches 2 --max-new-tokens 128
+	$(VENV)/latentbench generate gsm8k --limit 2 --branches 2
 	$(VENV)/latentbench validate data/gsm8k-latent-tree
 
 test: setup
