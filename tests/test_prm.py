@@ -236,6 +236,8 @@ def test_offline_selection_picks_what_eval_picks(generator_trees, tmp_path: Path
     results = {r.rule: r for r in score_rules([trees], [prm])}
     assert set(results) == {"majority", "consistency", f"prm:{prm}", "oracle"}
     assert all(len(r.correct) == 4 for r in results.values())
+    assert 0 <= results[f"prm:{prm}"].leaf_metrics["brier"] <= 1  # the PRM row is scored on the leaves too
+    assert not results["majority"].leaf_metrics
 
     tree_rows = open_dataset(trees).table("trees").sort("example_id").to_dicts()
     assert results["majority"].correct == [bool(r["correct"]) for r in tree_rows]

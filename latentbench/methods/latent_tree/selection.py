@@ -28,6 +28,8 @@ class Leaf:
     """What a selection rule reads of a decoded leaf."""
 
     node_id: int
+    parent_id: int | None
+    depth: int
     prediction: str | None
     correct: bool
     consistency: float | None
@@ -39,6 +41,7 @@ class RuleResult:
     rule: str  # majority, consistency, oracle, or prm:<checkpoint dir>
     picks: dict[str, int] = field(default_factory=dict)  # tree key (dataset index/example id) -> chosen node
     correct: list[bool] = field(default_factory=list)  # one per tree, in the datasets' order
+    leaf_metrics: dict[str, float] = field(default_factory=dict)  # prm rows: its AUROCs on these leaves
 
     @property
     def accuracy(self) -> float:
@@ -52,7 +55,7 @@ class RuleResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "n": len(self.correct), "accuracy": self.accuracy, "interval_95": self.interval(),
-                "picks": self.picks}
+                "leaf_metrics": self.leaf_metrics, "picks": self.picks}
 
 
 def decoded_leaves(datasets: Sequence[str | Path]) -> dict[str, list[Leaf]]:
@@ -70,7 +73,8 @@ def decoded_leaves(datasets: Sequence[str | Path]) -> dict[str, list[Leaf]]:
         kept = ds.table("nodes").filter(pl.col("kept").fill_null(False)).sort("example_id", "node_id")
         for row in kept.to_dicts():
             trees.setdefault(f"{index}/{row['example_id']}", []).append(
-                Leaf(row["node_id"], row["prediction"], bool(row["correct"]), row["consistency"]))
+                Leaf(row["node_id"], row["parent_id"], row["depth"], row["prediction"], bool(row["correct"]),
+                     row["consistency"]))
     if not trees:
         raise UsageError(f"{', '.join(map(str, datasets))}: no decoded leaves (generate with keep >= 1)")
     for leaves in trees.values():
@@ -127,13 +131,30 @@ def score_rules(datasets: Sequence[str | Path], prms: Sequence[str | Path] = (),
             pick = select_leaf(leaves, rule)
             result.picks[key] = pick.node_id
             result.correct.append(pick.correct)
+        if scores is not None:
+            result.leaf_metrics = _leaf_metrics(trees)
         results.append(result)
     return results
 
 
+def _leaf_metrics(trees: dict[str, list[Leaf]]) -> dict[str, float]:
+    """``prm.node_metrics`` over the decoded leaves (their current ``prm_score``): AUROC of correctness,
+    Brier score and the sibling AUROC, on trees the PRM never saw."""
+    import numpy as np
+
+    from latentbench.methods.latent_tree.prm import node_metrics
+
+    leaves = [(key, leaf) for key, group in trees.items() for leaf in group]
+    rows = [{"n_correct": int(leaf.correct), "value": float(leaf.correct), "depth": leaf.depth,
+             "example_id": key, "parent_id": leaf.parent_id} for key, leaf in leaves]
+    return node_metrics(np.array([leaf.prm_score for _, leaf in leaves], dtype=float), rows)
+
+
 def render(results: Sequence[RuleResult]) -> str:
-    lines = [f"{'rule':<40} {'trees':>5}  accuracy [95% CI]"]
+    lines = [f"{'rule':<40} {'trees':>5}  accuracy [95% CI]    leaf AUROC  sibling AUROC"]
     for r in results:
         low, high = r.interval()
-        lines.append(f"{r.rule:<40} {len(r.correct):>5}  {r.accuracy:.3f} [{low:.3f}, {high:.3f}]")
+        extra = "".join(f"  {r.leaf_metrics[k]:>10.3f}" if k in r.leaf_metrics else f"  {'-':>10}"
+                        for k in ("auroc", "sibling_auroc")) if r.leaf_metrics else ""
+        lines.append(f"{r.rule:<40} {len(r.correct):>5}  {r.accuracy:.3f} [{low:.3f}, {high:.3f}]{extra}")
     return "\n".join(lines)
