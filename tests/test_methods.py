@@ -76,3 +76,16 @@ def test_every_registered_method_has_a_conformance_subclass() -> None:
 
 class TestLatentTreeCompactAllLeaves(TestLatentTree):
     config = {**TestLatentTree.config, "protocol": "compact", "keep": "all"}
+
+
+class TestSpd(MethodTests):
+    method = "spd"
+    config = {"draft": "layers:1", "max_new_tokens": 8, "gamma": 3, "batch_size": 2, "mine": 2}
+    arch = "qwen2"
+
+
+class TestSpdSampled(MethodTests):
+    method = "spd"
+    config = {"draft": "layers:1", "max_new_tokens": 6, "gamma": 2, "batch_size": 2, "temperature": 1.0,
+              "top_p": 0.9, "judge": "always"}
+    arch = "qwen2"

@@ -18,10 +18,12 @@ METHODS: dict[str, str] = {
     "latent-mas": "latentbench.methods.latent_mas:LatentMasMethod",
     "latent-tree": "latentbench.methods.latent_tree.method:LatentTreeMethod",
     "text-mas": "latentbench.methods.text_mas:TextMasMethod",
+    "spd": "latentbench.methods.spd.method:SpdMethod",
 }
 
 TRAINERS: dict[str, str] = {  # trainer name (``latentbench train NAME``) -> "module:Class"
     "prm": "latentbench.methods.latent_tree.prm:PrmTrainer",
+    "spd-judge": "latentbench.methods.spd.train:SpdJudgeTrainer",
 }
 
 

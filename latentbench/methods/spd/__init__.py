@@ -1,0 +1,1 @@
+"""``spd``: speculative decoding with a mismatch judge (see docs/spd.md)."""
