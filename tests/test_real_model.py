@@ -55,3 +55,17 @@ def test_generate_validate_replay(tmp_path: Path) -> None:
     leaf = kept["node_id"][0]
     replayed = cli("replay", str(out), "--node", str(leaf))
     assert "matches saved text: True" in replayed.stdout
+
+
+def test_standard_speculative_decoding_matches_target_greedy(tmp_path: Path) -> None:
+    """On the real model with its default early-exit draft: spd --judge none writes what cot writes."""
+    outputs = {}
+    for method, extra in (("cot", []), ("spd", ["--method-arg", "judge=none"])):
+        cli("eval", "gsm8k", "--method", method, "--limit", "2", "--output-path", str(tmp_path / method),
+            "--method-arg", "max_new_tokens=40", "--method-arg", "batch_size=2", *extra)
+        record = json.loads(next((tmp_path / method).glob("gsm8k-*.json")).read_text())
+        samples = (tmp_path / method / record["samples_file"]).read_text().splitlines()
+        outputs[method] = [json.loads(line)["output"] for line in samples]
+        if method == "spd":
+            assert record["method_metrics"]["mean_accepted_length"] > 1.0  # layers:20 drafts get accepted
+    assert outputs["spd"] == outputs["cot"]

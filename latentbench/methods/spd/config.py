@@ -13,7 +13,7 @@ JUDGES = ("none", "always", "learned")
 
 @dataclass
 class SpdConfig:
-    draft: str = option("layers:12", "Draft: layers:L (the target exited early after its first L layers, "
+    draft: str = option("layers:20", "Draft: layers:L (the target exited early after its first L layers, "
                                      "self-speculative) or model (the --draft-model below).")
     draft_model: str | None = option(None, "With draft=model: the draft's embedded name, path or Hub id (it must "
                                            "share the target's tokenizer).")

@@ -252,8 +252,10 @@ def _verify(logits: torch.Tensor, proposed: torch.Tensor, draft_probs: list[torc
     if sampling.greedy:
         best = logits.argmax(-1)
         return proposed == best[:, :gamma], best[:, :gamma], best[:, gamma]
-    p = sampling.probs(logits)  # [b, γ + 1, V]
     q = torch.stack(draft_probs, 1)  # [b, γ, V]
+    width = min(logits.shape[-1], q.shape[-1])  # padded vocabularies of two models may differ in size
+    q = q[..., :width] / q[..., :width].sum(-1, keepdim=True)
+    p = sampling.probs(logits[..., :width])  # [b, γ + 1, V]
     p_d = p[:, :gamma].gather(-1, proposed[..., None]).squeeze(-1)
     q_d = q.gather(-1, proposed[..., None]).squeeze(-1)
     u = torch.rand(p_d.shape, generator=sampling.generator, device=p.device)

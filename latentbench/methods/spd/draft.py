@@ -27,15 +27,15 @@ if TYPE_CHECKING:
 @dataclass
 class Side:
     """One side (target or draft): ``body`` maps tokens to last-layer hidden states (final norm applied),
-    ``head`` maps those to logits."""
+    ``head`` maps those to logits. Two models of one tokenizer may pad their vocabularies to different
+    sizes; ``decode`` compares ids, and cuts both distributions to the shorter one when sampling."""
 
     body: torch.nn.Module
     head: torch.nn.Module
-    vocab: int  # logits beyond this (a bigger model's padded vocabulary) are cut off
 
     @classmethod
-    def of(cls, lm: LoadedModel, vocab: int | None = None) -> Side:
-        return cls(lm.model.base_model, lm.model.get_output_embeddings(), vocab or len(lm.tokenizer))
+    def of(cls, lm: LoadedModel) -> Side:
+        return cls(lm.model.base_model, lm.model.get_output_embeddings())
 
     def new_cache(self) -> DynamicCache:
         from transformers import DynamicCache
@@ -48,7 +48,7 @@ class Side:
         return out.last_hidden_state, out["cache"] if "cache" in out else out["past_key_values"]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.head(hidden)[..., : self.vocab].float()
+        return self.head(hidden).float()
 
 
 def _early_exit(body: torch.nn.Module, layers: int) -> torch.nn.Module:
@@ -72,13 +72,12 @@ def same_tokenizer(a: Any, b: Any) -> bool:
 
 def make_draft(target: LoadedModel, draft: str, draft_model: LoadedModel | None = None) -> Side:
     """The draft side for ``draft`` (``layers:L``, or ``model`` with the loaded ``draft_model``)."""
-    vocab = len(target.tokenizer)
     if draft.startswith("layers:"):
         return Side(_early_exit(target.model.base_model, int(draft.split(":")[1])),
-                    target.model.get_output_embeddings(), vocab)
+                    target.model.get_output_embeddings())
     if draft_model is None:
         raise UsageError("draft=model needs --draft-model")
     if not same_tokenizer(target.tokenizer, draft_model.tokenizer):
         raise UsageError(f"--draft-model {draft_model.model_id}: its tokenizer differs from the target "
                          f"{target.model_id}'s; speculative decoding checks draft tokens by id, so both must share one")
-    return Side.of(draft_model, vocab)
+    return Side.of(draft_model)

@@ -132,14 +132,11 @@ class SpdJudgeTrainer:
         lm = load_model(self._generator["id"])
         if self._generator["sha256"] and lm.weights_sha256 != self._generator["sha256"]:
             raise UsageError(f"model {self._generator['id']}: weights differ from the ones the traces were made with")
-        if method.get("draft", "layers:12") == "model":
-            draft = make_draft(lm, "model", load_model(method["draft_model"]))
-        else:
-            draft = make_draft(lm, method.get("draft", "layers:12"))
+        draft = make_draft(lm, method["draft"], load_model(method["draft_model"]) if method["draft"] == "model" else None)
         task = get_task(info["task"])
         examples = {ex.id: ex for ex in task.examples(info["split"], data_dir=data_dir())}
         budget = self.config.max_new_tokens or method.get("max_new_tokens") or task.card.max_new_tokens
-        return Rollouts(lm, Side.of(lm), draft, task, examples, int(method.get("gamma", 4)), int(budget))
+        return Rollouts(lm, Side.of(lm), draft, task, examples, int(method["gamma"]), int(budget))
 
     # -- batches ----------------------------------------------------------------------------------------
     def collate(self, rows: list[dict[str, Any]], data: TrainData) -> dict[str, Any]:
