@@ -58,6 +58,7 @@ class PrmTrainer:
     """``latentbench train prm DATASET… --head mlp|backbone|kv --output DIR``."""
 
     name = "prm"
+    method = "latent-tree"
     config_class = PrmConfig
     table = "nodes"
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 
 class SpdMethod:
+    """Speculative decoding: an early-exit (or separate) draft, verified by the target; a judge may accept mismatches."""
+
     name = "spd"
     config_class = SpdConfig
     dataset_kinds: dict[str, tuple[str, ...]] = {"spd-trace": ()}

@@ -69,7 +69,10 @@ class Rollouts:
 
 
 class SpdJudgeTrainer:
+    """The mismatch judge of ``spd``: supervised on mined labels, or GRPO on answer correctness."""
+
     name = "spd-judge"
+    method = "spd"
     config_class = SpdJudgeConfig
     table = "mismatches"
 
