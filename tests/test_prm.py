@@ -132,7 +132,7 @@ def test_a_prm_loads_for_its_generator_and_is_refused_for_another(tmp_path: Path
     module, config = load_prm(out, generator)
     assert config.head == "mlp" and module(
         {"states": torch.zeros(1, 2, HIDDEN), "mask": torch.ones(1, 2, dtype=torch.long)}).shape == (1,)
-    with pytest.raises(UsageError, match="trained on latents of generator weights abababababab"):
+    with pytest.raises(UsageError, match="trained on the outputs of model weights abababababab"):
         load_prm(out, Generator("tiny", "ef" * 32, HIDDEN))
 
 

@@ -43,6 +43,21 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def trained_output(directory: Path, trainer: str, flag: str, model_id: str, weights_sha256: str | None
+                   ) -> dict[str, Any]:
+    """The config record of a finished ``latentbench train TRAINER`` output, checked to be one and made on the
+    base model with ``weights_sha256``; ``flag`` names the option that gave ``directory`` in errors."""
+    prov, record = read_json(directory / PROVENANCE), read_json(directory / CONFIG)
+    if not prov or not record or record.get("trainer") != trainer:
+        raise UsageError(f"{flag}={directory}: not a finished `latentbench train {trainer}` output (no "
+                         f"provenance.json / config.json of trainer {trainer})")
+    trained_on = prov.get("base_model_sha256")
+    if trained_on and weights_sha256 and trained_on != weights_sha256:
+        raise UsageError(f"{flag}={directory}: trained on the outputs of model weights {trained_on[:12]}…, but "
+                         f"{model_id} has {weights_sha256[:12]}…; train one on this model's datasets")
+    return record
+
+
 def frozen_names(module: torch.nn.Module) -> set[str]:
     return {n for n, p in module.named_parameters(remove_duplicate=False) if not p.requires_grad}
 

@@ -260,17 +260,10 @@ class Generator:
 def load_prm(directory: str | Path, generator: Generator) -> tuple[torch.nn.Module, PrmConfig]:
     """A trained PRM for scoring ``generator``'s paths; refused if it was trained on another generator."""
     from latentbench.config import build_config
-    from latentbench.train.checkpoint import PROVENANCE, load_checkpoint, read_json
+    from latentbench.train.checkpoint import load_checkpoint, trained_output
 
     directory = Path(directory)
-    prov, record = read_json(directory / PROVENANCE), read_json(directory / "config.json")
-    if not prov or not record or record.get("trainer") != "prm":
-        raise UsageError(f"prm={directory}: not a finished `latentbench train prm` output (no provenance.json / "
-                         "config.json of trainer prm)")
-    trained_on = prov.get("base_model_sha256")
-    if trained_on and generator.weights_sha256 and trained_on != generator.weights_sha256:
-        raise UsageError(f"prm={directory}: trained on latents of generator weights {trained_on[:12]}…, but "
-                         f"{generator.model_id} has {generator.weights_sha256[:12]}…; train a PRM on this generator's trees")
+    record = trained_output(directory, "prm", "prm", generator.model_id, generator.weights_sha256)
     config = build_config(PrmConfig, record["config"], {})
     module = build_head(config, generator.hidden_size)
     load_checkpoint(directory, module)

@@ -10,7 +10,7 @@ draft token leaves the answer unchanged.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -62,26 +62,13 @@ def sampled_judge(module: nn.Module, generator: torch.Generator | None) -> Decid
 
 def load_judge(directory: str | Path, target: LoadedModel, features: int) -> nn.Module:
     """A trained judge for ``target``'s mismatches; refused if trained on another target's traces."""
-    from latentbench.train.checkpoint import PROVENANCE, load_checkpoint, read_json
+    from latentbench.train.checkpoint import load_checkpoint, trained_output
 
     directory = Path(directory)
-    prov, record = read_json(directory / PROVENANCE), read_json(directory / "config.json")
-    if not prov or not record or record.get("trainer") != "spd-judge":
-        raise UsageError(f"judge_path={directory}: not a finished `latentbench train spd-judge` output "
-                         "(no provenance.json / config.json of trainer spd-judge)")
-    trained_on = prov.get("base_model_sha256")
-    if trained_on and target.weights_sha256 and trained_on != target.weights_sha256:
-        raise UsageError(f"judge_path={directory}: trained on traces of target weights {trained_on[:12]}…, but "
-                         f"{target.model_id} has {target.weights_sha256[:12]}…")
+    record = trained_output(directory, "spd-judge", "judge_path", target.model_id, target.weights_sha256)
     module = JudgeHead(features, int(record["config"].get("width", 0)))
     try:
         load_checkpoint(directory, module)
     except RuntimeError as err:  # shape mismatch: another feature size
         raise UsageError(f"judge_path={directory}: does not fit {features} features ({str(err).splitlines()[0]})") from None
     return module.to(target.device).eval()
-
-
-def judge_record(directory: str | Path) -> dict[str, Any]:
-    from latentbench.train.checkpoint import read_json
-
-    return read_json(Path(directory) / "config.json") or {}
