@@ -234,3 +234,22 @@ def test_mining_a_code_task_is_refused() -> None:
     method = make_method("spd", {"mine": 2})
     with pytest.raises(UsageError, match="--mine"):
         next(iter(method.run(tiny_model("qwen2"), get_task("humaneval"), [])))
+
+
+def test_a_separate_draft_model_is_lossless_too(data_dir: Path) -> None:
+    """--draft-model: another model of the same tokenizer drafts; standard SD still writes the target's text."""
+    from latentbench.methods.base import make_method
+    from latentbench.models import load_model
+    from latentbench.tasks import get_task
+
+    target = load_model(str(saved_tiny_model("qwen2", seed=1)))
+    method = make_method("spd", {"draft_model": str(saved_tiny_model("llama", seed=0)), "max_new_tokens": 16,
+                                 "gamma": 3})
+    assert method.config.draft == "model"
+    task = get_task("gsm8k")
+    examples = task.examples("test", limit=3, data_dir=data_dir)
+    outcomes = list(method.run(target, task, examples))
+    for ex, outcome in zip(examples, outcomes, strict=True):
+        prompt = target.tokenizer(outcome.prompt, add_special_tokens=False)["input_ids"]
+        assert outcome.artifacts["trace"].tokens == target_only(target, prompt, 16), ex.id
+    assert sum(len(o.artifacts["trace"].mismatches) for o in outcomes) > 0

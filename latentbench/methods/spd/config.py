@@ -15,8 +15,8 @@ JUDGES = ("none", "always", "learned")
 class SpdConfig:
     draft: str = option("layers:20", "Draft: layers:L (the target exited early after its first L layers, "
                                      "self-speculative) or model (the --draft-model below).")
-    draft_model: str | None = option(None, "With draft=model: the draft's embedded name, path or Hub id (it must "
-                                           "share the target's tokenizer).")
+    draft_model: str | None = option(None, "A separate draft model (embedded name, path or Hub id; sets draft=model): "
+                                           "it must share the target's tokenizer.")
     gamma: int = option(4, "γ: draft tokens proposed per verification.")
     judge: Literal["none", "always", "learned"] = option(
         "none", "At a mismatch: none rejects (standard SD, lossless), always accepts the draft token, learned "
@@ -33,6 +33,8 @@ class SpdConfig:
     seed: int = option(0, "Seed of sampling and of which mismatches are mined (set by the run's --seed).")
 
     def __post_init__(self) -> None:
+        if self.draft_model:
+            self.draft = "model"
         if self.draft != "model" and not re.fullmatch(r"layers:[1-9]\d*", self.draft):
             raise ConfigError("draft", f"expected layers:L (L >= 1) or model, got {self.draft!r}")
         if self.draft == "model" and not self.draft_model:
