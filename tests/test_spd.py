@@ -54,6 +54,7 @@ def test_standard_sd_is_token_identical_to_target_greedy(lm: Any, gamma: int) ->
     for trace in traces:
         assert not any(s["accepted"] for s in trace.mismatches)
         assert trace.proposed == gamma * trace.verifications and len(trace.features) == len(trace.mismatches)
+        assert all(s["position"] <= len(trace.tokens) for s in trace.steps)  # none past the EOS or budget
         assert trace.verifications < len(trace.tokens) + 1 or gamma == 1
 
 
@@ -193,7 +194,8 @@ def test_threshold_zero_equals_judge_always_and_one_equals_none(tmp_path: Path) 
         samples = [json.loads(line) for f in (tmp_path / name).glob("samples-*.jsonl")
                    for line in f.read_text().splitlines()]
         runs[name] = (record["method_metrics"], [s["output"] for s in samples])
-    assert runs["t0"][0]["acceptance_rate"] == runs["always"][0]["acceptance_rate"] == 1.0
+    assert runs["t0"][0]["acceptance_rate"] == runs["always"][0]["acceptance_rate"]
+    assert runs["t0"][0]["judge_accept_share"] == runs["always"][0]["judge_accept_share"] == 1.0
     assert runs["t1"][0]["mean_accepted_length"] == runs["none"][0]["mean_accepted_length"]
     assert runs["t0"][1] == runs["always"][1] and runs["t1"][1] == runs["none"][1]
     assert "judge_accept_share" in runs["t0"][0] and "tokens_per_s" in runs["t0"][0]

@@ -62,6 +62,12 @@ class Trace:
     def mismatches(self) -> list[dict[str, Any]]:
         return [s for s in self.steps if not s["match"]]
 
+    def drop_steps_after(self, end: int) -> None:
+        """Forget verified positions >= ``end`` (drafts walked past the EOS or the budget) and their features."""
+        kept = [s for s in self.steps if s["position"] < end]
+        self.features = self.features[: sum(not s["match"] for s in kept)]  # features follow the steps' order
+        self.steps = kept
+
     @property
     def accepted_drafts(self) -> int:
         return sum(s["accepted"] for s in self.steps)
@@ -223,6 +229,8 @@ def speculative_decode(target: Side, draft: Side, embeddings: torch.nn.Module, p
                 if len(trace.tokens) >= max_new_tokens:
                     trace.done = trace.truncated = True
                     break
+            if trace.done:
+                trace.drop_steps_after(len(trace.tokens) + (0 if trace.truncated else 1))  # past EOS or budget
         steps = torch.arange(1, gamma + 1, device=device)
         tmask[:, -gamma:] = (steps[None] <= accepted[:, None]).to(tmask.dtype)
         if gamma > 1:
