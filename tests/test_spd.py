@@ -255,3 +255,22 @@ def test_a_separate_draft_model_is_lossless_too(data_dir: Path) -> None:
         prompt = target.tokenizer(outcome.prompt, add_special_tokens=False)["input_ids"]
         assert outcome.artifacts["trace"].tokens == target_only(target, prompt, 16), ex.id
     assert sum(len(o.artifacts["trace"].mismatches) for o in outcomes) > 0
+
+
+def test_grpo_starts_from_the_supervised_judge(tmp_path: Path) -> None:
+    from latentbench.train import run_training
+    from latentbench.train.testing import metric_lines, saved_tensors
+
+    data = [spd_dataset(tmp_path / "traces", saved_tiny_model("qwen2", seed=1), 4, mine=2)]
+    run_training(SpdJudgeTrainer(SpdJudgeConfig(max_steps=2, batch_size=4, width=8)), data, tmp_path / "sup",
+                 show_progress=False)
+    grpo = SpdJudgeTrainer(SpdJudgeConfig(algo="grpo", init=str(tmp_path / "sup"), max_steps=1, batch_size=2,
+                                          group_size=2, max_new_tokens=6, val_fraction=0.0, kl_coef=0.1))
+    from latentbench.train.data import TrainData
+
+    module = grpo.build(TrainData(data, "traces", val_fraction=0.0))
+    start = saved_tensors(tmp_path / "sup")
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in start.items())  # width 8 taken from init
+    run_training(grpo, data, tmp_path / "grpo", show_progress=False)
+    [line] = metric_lines(tmp_path / "grpo", "train")
+    assert {"reward", "correct", "kl", "mean_accepted_length"} <= set(line)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 class SpdJudgeConfig(TrainConfig):
     algo: Literal["supervised", "grpo"] = option("supervised", "supervised on mined labels, or grpo rollouts "
                                                               "rewarded by answer correctness.")
-    width: int = option(0, "0: a logistic head (AutoJudge); > 0: an MLP of this hidden width.")
+    width: int = option(0, "0: a logistic head (AutoJudge); > 0: an MLP of this hidden width (with init: its width).")
     init: str | None = option(None, "Start from this trained spd-judge directory (grpo: the supervised judge).")
     group_size: int = option(4, "grpo: rollouts per question (G).")
     rejection_cost: float = option(0.1, "grpo: λ in reward = correct − λ · rejected mismatches / verifications.")
@@ -94,18 +94,21 @@ class SpdJudgeTrainer:
 
     # -- module -----------------------------------------------------------------------------------------
     def build(self, data: TrainData) -> torch.nn.Module:
+        from pathlib import Path
+
         from latentbench.methods.latent_tree.prm import generator_of
         from latentbench.methods.spd.judge import JudgeHead
-        from latentbench.train.checkpoint import load_checkpoint
+        from latentbench.train.checkpoint import load_checkpoint, trained_output
 
         self._generator = generator_of(data)
         sample = self._sample_features(data)
-        module = JudgeHead(sample.shape[-1], self.config.width)
-        if self.config.init:
-            record = load_checkpoint(self.config.init, module)
-            if record.get("trainer") != self.name:
-                raise UsageError(f"init={self.config.init}: a {record.get('trainer')} checkpoint, not an spd-judge one")
+        if self.config.init:  # the starting judge keeps its own width; it must read this generator's states
+            start = trained_output(Path(self.config.init), self.name, "init", self._generator["id"],
+                                   self._generator["sha256"])
+            module = JudgeHead(sample.shape[-1], int(start["config"].get("width", 0)))
+            load_checkpoint(self.config.init, module)
         else:
+            module = JudgeHead(sample.shape[-1], self.config.width)
             module.standardize_on(sample)
         if self.config.algo == "grpo":
             self._rollouts = self._open_rollouts(data)
