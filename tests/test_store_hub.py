@@ -82,10 +82,14 @@ def test_existing_tag_is_refused_before_uploading(online, dataset):
 
 def test_new_version_gets_its_own_tag_and_old_one_still_pulls(online, dataset, tmp_path):
     assert run_cli("push", dataset, "alice/versions", "--version", "0.1.0")[0] == 0
-    v2 = tmp_path / "v2"  # a different dataset (no arrays at all) as version 0.2.0
+    v2 = tmp_path / "v2"  # a different dataset (no arrays at all: a trace without mismatches) as version 0.2.0
     w = DatasetWriter(v2, kind="spd-trace", info={**INFO, "version": "0.2.0"})
     with w.example("e0") as ex:
-        write_spd_trace(ex, 0)
+        ex.add_rows("steps", [{"trace_index": 0, "step": 0, "position": 0, "draft_token": 7, "target_token": 7,
+                               "match": True, "accepted": True, "emitted_token": 7}])
+        ex.add_rows("traces", [{"trace_index": 0, "n_steps": 1, "n_verifications": 1, "n_proposed": 1,
+                                "n_matches": 1, "n_judge_accepted": 0, "n_rejected": 0, "acceptance_rate": 1.0,
+                                "mean_accepted_length": 2.0, "prompt": "q", "answer_correct": None}])
     w.finalize()
     assert run_cli("push", v2, "alice/versions", "--version", "0.2.0")[0] == 0
     repo = online.repos[("dataset", "alice/versions")]

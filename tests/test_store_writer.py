@@ -205,10 +205,11 @@ def test_manifest_records_provenance(tmp_path, monkeypatch):
     assert m["created"] == "1970-01-01T00:00:00Z"
     assert m["license"] == "mit" and m["model"] == {"id": "synthetic-model", "sha256": "ab" * 32, "revision": None}
     assert m["packages"]["polars"] and m["packages"]["zarr"].startswith("3.1")
-    assert m["counts"]["examples"] == 2 and m["arrays"] == {}
+    assert m["counts"]["examples"] == 2 and set(m["arrays"]) == {"features"}
     on_disk = json.loads((tmp_path / "ds" / "manifest.json").read_text())
-    assert on_disk == m and set(m["files"]) == {"README.md", *m["tables"]["steps"]["files"],
-                                                 *m["tables"]["traces"]["files"]}
+    tables = {f for t in ("steps", "mismatches", "traces") for f in m["tables"][t]["files"]}
+    assert on_disk == m and {"README.md", *tables} <= set(m["files"])
+    assert all(f in tables or f == "README.md" or f.startswith("arrays.zarr/") for f in m["files"])
     card = (tmp_path / "ds" / "README.md").read_text()
     assert card.startswith("---\n") and "\nlicense: mit\n" in card and "config_name: steps" in card
     assert "size_categories:\n- n<1K" in card
@@ -231,7 +232,7 @@ def test_card_is_a_hub_dataset_card_with_the_task_metadata(tmp_path):
     assert data.task_categories == ["question-answering", "text-generation"]
     assert data.source_datasets == ["extended|openai/gsm8k"]  # the Hub id in tasks/gsm8k.yaml
     assert data.pretty_name == "gsm8k spd-trace (synthetic-model)" and "latentbench" in data.tags
-    assert [c["config_name"] for c in data.configs] == ["steps", "traces"] and data.configs[0]["default"]
+    assert [c["config_name"] for c in data.configs] == ["steps", "traces", "mismatches"] and data.configs[0]["default"]
     assert card.text.lstrip().startswith("# gsm8k spd-trace (synthetic-model)")
 
 

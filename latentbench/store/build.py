@@ -18,8 +18,10 @@ from latentbench.errors import SchemaError, UsageError
 from latentbench.store.arrays import LAYOUT, RaggedWriter
 from latentbench.store.journal import Entry, fsync_dir
 from latentbench.store.manifest import (
+    ARRAYS,
     CARD,
     MANIFEST,
+    TABLES,
     build_manifest,
     file_table,
     read_manifest,
@@ -46,8 +48,6 @@ class DatasetWriter(Protocol):
     durable: bool
 
 STAGING = ".staging"
-TABLES = "tables"
-ARRAYS = "arrays.zarr"
 OUTPUTS = (TABLES, ARRAYS, CARD)
 
 

@@ -18,7 +18,7 @@ from zarr.storage import WrapperStore
 
 from latentbench.errors import DatasetIntegrityError
 from latentbench.provenance import sha256_file_cached
-from latentbench.store.build import ARRAYS
+from latentbench.store.manifest import ARRAYS
 
 # What the Hub or huggingface_hub add to a downloaded repo; not part of the dataset.
 HUB_EXTRAS = (".gitattributes", ".cache/")

@@ -17,6 +17,8 @@ from latentbench.provenance import sha256_file
 from latentbench.store.schema import KindSpec, available_kinds, load_schema
 
 MANIFEST = "manifest.json"
+TABLES = "tables"  # Parquet tables, one folder per table
+ARRAYS = "arrays.zarr"  # the Zarr group of arrays
 CARD = "README.md"
 SEMVER = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),

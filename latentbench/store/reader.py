@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from latentbench.errors import DataNotFoundError, DatasetIntegrityError, SchemaError, UsageError
 from latentbench.store.arrays import RaggedArray
-from latentbench.store.build import ARRAYS
-from latentbench.store.manifest import read_manifest
+from latentbench.store.manifest import ARRAYS, read_manifest
 from latentbench.store.parquet import read_parquet
 from latentbench.store.schema import KindSpec, TableSpec, check_frame, load_kind
 

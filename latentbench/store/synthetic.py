@@ -127,7 +127,7 @@ def write_spd_trace(ex: ExampleWriter, i: int) -> Expected:
     rng = np.random.default_rng(i)
     out = _new()
     for trace in range(int(rng.integers(1, 3))):
-        steps, n_match, n_judge = [], 0, 0
+        steps, mismatches = [], []
         n_steps = int(rng.integers(3, 9))
         for step in range(n_steps):
             draft, target = int(rng.integers(0, 50)), int(rng.integers(0, 50))
@@ -135,16 +135,26 @@ def write_spd_trace(ex: ExampleWriter, i: int) -> Expected:
             target = draft if match else target
             score = None if match else round(float(rng.random()), 4)
             accepted = match or (score is not None and score > 0.5)
-            n_match += match
-            n_judge += accepted and not match
             steps.append({"trace_index": trace, "step": step, "position": 10 + step, "draft_token": draft,
                           "target_token": target, "match": match, "judge_score": score, "accepted": accepted,
                           "emitted_token": draft if accepted else target})
+            if not match:
+                mismatches.append(steps[-1])
+        ref = _array(out, ex, "features", random_bits(rng, (len(mismatches), 6), "float16")) if mismatches else None
         _rows(out, ex, "steps", steps)
+        _rows(out, ex, "mismatches", [
+            {"trace_index": trace, "mismatch_index": k, "step": m["step"], "position": m["position"],
+             "draft_token": m["draft_token"], "target_token": m["target_token"], "judge_score": m["judge_score"],
+             "accepted": m["accepted"], "important": None if k % 3 == 2 else bool(k % 2), "mined_prediction": None,
+             "features_ref": ref} for k, m in enumerate(mismatches)])
+        n_match = n_steps - len(mismatches)
+        n_judge = sum(m["accepted"] for m in mismatches)
         _rows(out, ex, "traces", [{
-            "trace_index": trace, "n_steps": n_steps, "n_matches": n_match, "n_judge_accepted": n_judge,
-            "n_rejected": n_steps - n_match - n_judge, "acceptance_rate": (n_match + n_judge) / n_steps,
-            "n_emitted": n_steps, "prediction": str(i), "gold": str(i), "answer_correct": True,
+            "trace_index": trace, "n_steps": n_steps, "n_verifications": n_steps, "n_proposed": 2 * n_steps,
+            "n_matches": n_match, "n_judge_accepted": n_judge, "n_rejected": len(mismatches) - n_judge,
+            "acceptance_rate": (n_match + n_judge) / (2 * n_steps), "mean_accepted_length": 1 + (n_match + n_judge) / n_steps,
+            "n_emitted": n_steps, "prompt": f"question {i}", "text": f"answer {i}", "prediction": str(i),
+            "gold": str(i), "answer_correct": True, "features_ref": ref,
         }])
     return out
 

@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 
 from latentbench.errors import LatentbenchError
-from latentbench.store.build import ARRAYS
 from latentbench.store.integrity import file_problem
-from latentbench.store.manifest import MANIFEST, list_files, manifest_problems
+from latentbench.store.manifest import ARRAYS, MANIFEST, list_files, manifest_problems
 from latentbench.store.parquet import read_parquet
 from latentbench.store.schema import KindSpec, TableSpec, check_frame, load_kind
 

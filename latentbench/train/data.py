@@ -130,6 +130,17 @@ class TrainData:
             raise KeyError(f"{self.table}.{column} is not an array reference (those are: {', '.join(columns)})")
         return self.dataset(row).array(columns[column], int(ref), torch=True)
 
+    def generator(self) -> dict[str, Any]:
+        """The one model (id and weights sha256) every dataset was made with: a learned part reads one
+        model's hidden states, so datasets of several are refused."""
+        models = {(ds.manifest["model"].get("id"), ds.manifest["model"].get("sha256")): ds.path for ds in self.datasets}
+        if len(models) > 1:
+            listed = "; ".join(f"{path}: {mid} ({(sha or '?')[:12]})" for (mid, sha), path in models.items())
+            raise UsageError(f"the datasets come from different generators ({listed}); a learned part reads one "
+                             "generator's states")
+        (model_id, sha), = models
+        return {"id": model_id, "sha256": sha}
+
     def manifest_hashes(self) -> list[dict[str, str]]:
         """Each dataset's path, kind, version and manifest.json sha256 (what provenance records)."""
         return [{"path": str(ds.path.resolve()), "kind": ds.kind, "version": ds.version,

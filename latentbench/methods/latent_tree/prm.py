@@ -78,7 +78,7 @@ class PrmTrainer:
     def build(self, data: TrainData) -> torch.nn.Module:
         from latentbench.methods.latent_tree.prm_heads import kv_shape
 
-        self._generator = generator_of(data)
+        self._generator = data.generator()
         first = data.rows("train")[0]
         module = build_head(self.config, self._states(data, [first])["states"].shape[-1])
         if self.config.head == "mlp":
@@ -217,16 +217,6 @@ def node_metrics(probs: Any, rows: list[dict[str, Any]]) -> dict[str, float]:
     if pairs:
         out["sibling_auroc"] = float(np.mean([(p + 1) / 2 for p in pairs]))
     return out
-
-
-def generator_of(data: TrainData) -> dict[str, Any]:
-    """The one generator (model id and weights sha256) every dataset was made with."""
-    models = {(ds.manifest["model"].get("id"), ds.manifest["model"].get("sha256")): ds.path for ds in data.datasets}
-    if len(models) > 1:
-        listed = "; ".join(f"{path}: {mid} ({(sha or '?')[:12]})" for (mid, sha), path in models.items())
-        raise UsageError(f"the datasets come from different generators ({listed}); a PRM reads one generator's latents")
-    (model_id, sha), = models
-    return {"id": model_id, "sha256": sha}
 
 
 def build_head(config: PrmConfig, generator_hidden: int) -> torch.nn.Module:

@@ -87,12 +87,12 @@ def prm_scores(prm: str | Path, datasets: Sequence[str | Path], batch_size: int 
     The PRM must have been trained on the datasets' generator (``load_prm`` refuses otherwise)."""
     import torch
 
-    from latentbench.methods.latent_tree.prm import Generator, PrmTrainer, generator_of, load_prm
+    from latentbench.methods.latent_tree.prm import Generator, PrmTrainer, load_prm
     from latentbench.train.data import SOURCE, TrainData
 
     data = TrainData(datasets, "nodes", val_fraction=0.0, where=lambda row: bool(row["kept"]))
     rows = data.rows("train")
-    made_by = generator_of(data)
+    made_by = data.generator()
     hidden = data.array(rows[0], "hidden_ref")
     if hidden is None:
         raise UsageError(f"{data.dataset(rows[0]).path}: leaves without latent states; a PRM needs latent steps")

@@ -96,11 +96,10 @@ class SpdJudgeTrainer:
     def build(self, data: TrainData) -> torch.nn.Module:
         from pathlib import Path
 
-        from latentbench.methods.latent_tree.prm import generator_of
         from latentbench.methods.spd.judge import JudgeHead
         from latentbench.train.checkpoint import load_checkpoint, trained_output
 
-        self._generator = generator_of(data)
+        self._generator = data.generator()
         sample = self._sample_features(data)
         if self.config.init:  # the starting judge keeps its own width; it must read this generator's states
             start = trained_output(Path(self.config.init), self.name, "init", self._generator["id"],
