@@ -45,8 +45,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--only", default=None, help="comma-separated row numbers to run (0-based); default all")
+    parser.add_argument("--partial", action="store_true",
+                        help="run nothing: tabulate the rows' samples files so far, on the questions all of them have")
     parser.add_argument("--out", default="bench/spd/results")
     args = parser.parse_args()
+    if args.partial:
+        return partial_table(args)
 
     out = Path(args.out)
     lm = load_model(args.model)
@@ -67,6 +71,12 @@ def main() -> None:
                       "judge_accept_share": mm.get("judge_accept_share"),
                       "target_forwards_per_token": mm.get("target_forwards_per_token", 1.0),
                       "tokens_per_s": cost["generated_tokens"] / max(cost["wall_time_s"], 1e-9)})
+    finish(args, table, partial=False)
+
+
+def finish(args: argparse.Namespace, table: list[dict[str, Any]], *, partial: bool) -> None:
+    """Ratios against standard SD, the printed table, the JSON and the plot."""
+    out = Path(args.out)
     base = next((r for r in table if r["row"] == "standard SD"), None)
     for r in table:
         if base is not None:
@@ -79,9 +89,41 @@ def main() -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({
         "task": args.task, "limit": args.limit, "model": args.model, "draft": args.draft, "gamma": args.gamma,
-        "judge": args.judge, "machine": platform.processor() or platform.machine(), "rows": table}, indent=2) + "\n")
+        "judge": args.judge, "machine": platform.processor() or platform.machine(), "partial": partial,
+        "rows": table}, indent=2) + "\n")
     plot(table, stem.with_suffix(".png"))
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
+
+
+def partial_table(args: argparse.Namespace) -> None:
+    """The table from interrupted rows: each row's samples file (named as ``eval`` names it), restricted
+    to the questions every row has finished, so the rows stay comparable."""
+    from latentbench.eval.evaluator import EvalRequest, run_stem
+    from latentbench.eval.metrics import bootstrap_intervals
+    from latentbench.methods.base import make_method
+
+    wanted = None if args.only is None else {int(i) for i in args.only.split(",")}
+    found = {}
+    for index, (label, method, config) in enumerate(rows_of(args)):
+        req = EvalRequest(task=args.task, method=method, limit=args.limit, model=args.model, method_args=config)
+        path = Path(args.out) / "runs" / f"samples-{run_stem(req, args.task, 'test', make_method(method, config))}.jsonl"
+        if (wanted is None or index in wanted) and path.is_file():
+            found[label] = (method, config, {s["id"]: s for s in map(json.loads, path.read_text().splitlines())
+                                             if s["sample"] == 0})
+    common = sorted(set.intersection(*(set(q) for *_, q in found.values()))) if found else []
+    table = []
+    for label, (method, config, by_id) in found.items():
+        samples = [by_id[q] for q in common]
+        verdicts = [{v: [s["correct"][v]] for v in ("strict", "flexible")} for s in samples]
+        mean = {k: sum(s["metrics"].get(k, 0.0) for s in samples) / max(len(samples), 1)
+                for k in ("mean_accepted_length", "acceptance_rate", "judge_accept_share",
+                          "target_forwards_per_token", "tokens_per_s")}
+        table.append({"row": label, "method": method, "config": config, "n": len(samples),
+                      "accuracy": sum(v["flexible"][0] for v in verdicts) / max(len(samples), 1),
+                      "interval": bootstrap_intervals(verdicts, ("strict", "flexible"), False)["accuracy_flexible"],
+                      **mean, "mean_accepted_length": mean["mean_accepted_length"] if method == "spd" else 1.0,
+                      "target_forwards_per_token": mean["target_forwards_per_token"] if method == "spd" else 1.0})
+    finish(args, table, partial=True)
 
 
 def print_table(table: list[dict[str, Any]]) -> None:
