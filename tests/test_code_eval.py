@@ -186,7 +186,6 @@ HOSTILE = {
     "alloc_4gb": "    b = bytearray(4 * 2**30)\n",
     "os_exit": "    import os\n    os._exit(0)\n",
     "sys_exit": "    import sys\n    sys.exit(0)\n",
-    "stdout_flood": "    import sys\n    for _ in range(1024):\n        sys.stdout.write('x' * 2**20)\n",
     "report_fd_flood": "    import os\n    for _ in range(1024):\n        for fd in range(3, 8):\n"
                        "            try:\n                os.write(fd, b'x' * 2**20)\n            except OSError:\n"
                        "                pass\n",
@@ -276,7 +275,7 @@ def test_hostile_program_fails_and_harms_nothing(name: str, backend: str, attack
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", ["os_exit", "sys_exit", "stdout_flood", "fake_verdicts", "kill_parent", "kill_harness",
+@pytest.mark.parametrize("name", ["os_exit", "sys_exit", "fake_verdicts", "kill_parent", "kill_harness",
                                   "forged_eq", "forged_hash", "int_subclass", "setsid_child"])
 def test_hostile_program_fails_mbpp(name: str, backend: str, attack: dict[str, Any]) -> None:
     if backend == "rlimits" and name in NAMESPACES and not HAS_UNSHARE:
@@ -286,6 +285,27 @@ def test_hostile_program_fails_mbpp(name: str, backend: str, attack: dict[str, A
     (verdict,) = score_programs([problem], [f"def {problem.entry_point}(r):\n{body}"], timeout_s=3, backend=backend)
     assert not verdict.base_passed and not verdict.plus_passed and verdict.status != "pass", verdict
     assert_nothing_left(problem.entry_point)
+
+
+FLOOD = "    import sys\n    for _ in range({mib}):\n        sys.stdout.write('x' * 2**20)\n"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_output_flood_is_discarded_and_forges_nothing(backend: str) -> None:
+    """The program's stdout is /dev/null: printing is no attack on the verdict channel, so a flood
+    followed by a wrong value fails, and a right value after a short flood passes. (Whether a 1 GiB
+    flood followed by the right value passes or times out depends on the machine's speed.)"""
+    mbpp, humaneval = _synthetic(entry=f"area_{os.getpid()}"), _double()
+    wrong_area = f"def {mbpp.entry_point}(r):\n" + FLOOD.format(mib=1024) + "    return 3.0 * r * r\n"
+    right_area = f"def {mbpp.entry_point}(r):\n" + FLOOD.format(mib=4) + "    return 3.14159 * r * r\n"
+    wrong_double = humaneval.prompt + FLOOD.format(mib=1024) + "    return 3 * x\n"
+    right_double = humaneval.prompt + FLOOD.format(mib=4) + humaneval.canonical_solution
+    verdicts = score_programs([mbpp, mbpp, humaneval, humaneval], [wrong_area, right_area, wrong_double, right_double],
+                              timeout_s=3, backend=backend)
+    assert [v.status == "pass" for v in verdicts] == [False, True, False, True], verdicts
+    assert not verdicts[0].base_passed and not verdicts[2].base_passed
+    assert_nothing_left(mbpp.entry_point)
+    assert_nothing_left(humaneval.entry_point)
 
 
 def test_forged_values_fail_set_and_regex_oracles(mbpp: list[CodeProblem]) -> None:
