@@ -8,8 +8,10 @@ interval, mean accepted length, target forwards per generated token and tokens/s
 to standard SD measured in the same run; the JSON keeps every row, and the plot is the threshold sweep's
 speed/accuracy Pareto front (accuracy against mean accepted length). Usage:
 
-    python bench/spd/run.py --judge ckpt/spd-judge [--thresholds 0.3,0.5,0.7] [--limit 50] \
-        [--draft layers:20] [--gamma 2] [--out bench/spd/results]
+    python bench/spd/run.py --judge ckpt/spd-judge [--judge ckpt/other-judge] [--thresholds 0.3,0.5,0.7] \
+        [--limit 50] [--draft layers:20] [--gamma 2] [--only 0,1,3] [--out bench/spd/results]
+
+Rows are numbered 0 target only, 1 standard SD, 2 judge always, then each judge at each threshold.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ def rows_of(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
     rows = [("target only", "cot", {"batch_size": args.batch_size}),
             ("standard SD", "spd", {**spd, "judge": "none"}),
             ("judge always", "spd", {**spd, "judge": "always"})]
-    for t in args.thresholds:
-        rows.append((f"judge ≥ {t:g}", "spd", {**spd, "judge": "learned", "judge_path": args.judge, "threshold": t}))
+    for judge in args.judge:
+        for t in args.thresholds:
+            rows.append((f"{Path(judge).name} ≥ {t:g}", "spd",
+                         {**spd, "judge": "learned", "judge_path": judge, "threshold": t}))
     return rows
 
 
@@ -36,7 +40,8 @@ def main() -> None:
     from latentbench.models import load_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--judge", required=True, help="a `latentbench train spd-judge` output directory")
+    parser.add_argument("--judge", required=True, action="append",
+                        help="a `latentbench train spd-judge` output directory; repeat to compare judges")
     parser.add_argument("--thresholds", default="0.3,0.5,0.7", type=lambda s: [float(x) for x in s.split(",")])
     parser.add_argument("--task", default="gsm8k")
     parser.add_argument("--limit", type=int, default=50)
@@ -153,9 +158,9 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
     for r in table:
         ax.scatter(r["mean_accepted_length"], r["accuracy"], label=r["row"])
         ax.annotate(r["row"], (r["mean_accepted_length"], r["accuracy"]), fontsize=7)
-    learned = sorted((r for r in table if r["row"].startswith("judge ≥")), key=lambda r: r["mean_accepted_length"])
-    if learned:
-        ax.plot([r["mean_accepted_length"] for r in learned], [r["accuracy"] for r in learned], "--", lw=1)
+    for judge in sorted({r["config"]["judge_path"] for r in table if r["config"].get("judge") == "learned"}):
+        sweep = sorted((r for r in table if r["config"].get("judge_path") == judge), key=lambda r: r["mean_accepted_length"])
+        ax.plot([r["mean_accepted_length"] for r in sweep], [r["accuracy"] for r in sweep], "--", lw=1)
     ax.set_xlabel("mean accepted length (tokens per target forward)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"threshold sweep, n = {table[0]['n'] if table else 0}")
