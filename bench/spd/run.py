@@ -120,7 +120,9 @@ def partial_table(args: argparse.Namespace) -> None:
     for label, (method, config, by_id) in found.items():
         samples = [by_id[q] for q in common]
         verdicts = [{v: [s["correct"][v]] for v in ("strict", "flexible")} for s in samples]
-        mean = {k: sum(s["metrics"].get(k, 0.0) for s in samples) / max(len(samples), 1)
+        # per-sample metrics exist for spd only: a cot row's tokens/s is unknown here (nan), not 0
+        mean = {k: sum(s["metrics"][k] for s in samples) / len(samples)
+                if samples and all(k in s.get("metrics", {}) for s in samples) else float("nan")
                 for k in ("mean_accepted_length", "acceptance_rate", "judge_accept_share",
                           "target_forwards_per_token", "tokens_per_s")}
         table.append({"row": label, "method": method, "config": config, "n": len(samples),
