@@ -159,10 +159,10 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in table:
         ax.scatter(r["mean_accepted_length"], r["accuracy"], label=r["row"])
-        ax.annotate(r["row"], (r["mean_accepted_length"], r["accuracy"]), fontsize=7)
     for judge in sorted({r["config"]["judge_path"] for r in table if r["config"].get("judge") == "learned"}):
         sweep = sorted((r for r in table if r["config"].get("judge_path") == judge), key=lambda r: r["mean_accepted_length"])
         ax.plot([r["mean_accepted_length"] for r in sweep], [r["accuracy"] for r in sweep], "--", lw=1)
+    ax.legend(fontsize=7)  # not annotations: rows with equal numbers would print over each other
     ax.set_xlabel("mean accepted length (tokens per target forward)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"threshold sweep, n = {table[0]['n'] if table else 0}")
