@@ -175,6 +175,27 @@ class TestGrpoJudge(TestSupervisedJudge):
                         "kl_coef": 0.1}
     base_config = {**TrainerTests.base_config, "batch_size": 2}
 
+    @pytest.mark.parametrize("scale", [True, False])
+    def test_scale_rewards_reaches_the_advantages(self, datasets: list[Path], scale: bool,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+        import latentbench.train.advantages as advantages
+
+        seen: list[tuple[torch.Tensor, bool, torch.Tensor]] = []
+        real = advantages.grpo_advantages
+
+        def spy(rewards: torch.Tensor, eps: float = 1e-4, scale: bool = True) -> torch.Tensor:
+            seen.append((rewards, scale, out := real(rewards, eps, scale)))
+            return out
+
+        monkeypatch.setattr(advantages, "grpo_advantages", spy)
+        trainer = self.make_trainer(scale_rewards=scale)
+        data, module = self.build(trainer, datasets)
+        trainer.loss(module, trainer.collate(data.rows("train")[:2], data))
+        ((rewards, used, adv),) = seen
+        assert used is scale and rewards.shape == (2, 2)
+        if not scale:
+            torch.testing.assert_close(adv, rewards - rewards.mean(dim=1, keepdim=True))
+
 
 def test_threshold_zero_equals_judge_always_and_one_equals_none(tmp_path: Path) -> None:
     from latentbench.eval.evaluator import EvalRequest, evaluate

@@ -278,6 +278,9 @@ def test_grpo_advantages() -> None:
     torch.testing.assert_close(adv[2], (rewards[2] - 0.75) / (rewards[2].std() + 1e-8))
     torch.testing.assert_close(adv.mean(dim=1), torch.zeros(3), atol=1e-6, rtol=0)
     assert torch.equal(grpo_advantages(torch.tensor([[1.0], [0.0]])), torch.zeros(2, 1))
+    costs_only = torch.tensor([[-0.02, -0.03, -0.02, -0.05]])  # all wrong: rewards differ by the cost alone
+    torch.testing.assert_close(grpo_advantages(costs_only, scale=False), costs_only - costs_only.mean())
+    assert grpo_advantages(costs_only).abs().max() > 0.5  # scaled, the same small costs look decisive
     with pytest.raises(ValueError, match="groups, samples"):
         grpo_advantages(torch.ones(4))
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 
 
-def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-4, scale: bool = True) -> torch.Tensor:
     """GRPO's group-relative advantage, per sample: ``A[g, s] = (r[g, s] - mean_g) / (std_g + eps)``.
 
     ``rewards``: ``[groups, samples]``, the samples of one prompt in one row. ``std_g`` is the unbiased
     standard deviation of the group (as trl computes it); a group of one sample, or of equal rewards,
-    gets advantage 0.
+    gets advantage 0. ``scale=False`` drops the division (Dr. GRPO; trl's ``scale_rewards=False``): a
+    group whose rewards differ only by a small cost term then gets small advantages, not ±1.
     """
     if rewards.dim() != 2:
         raise ValueError(f"rewards must be [groups, samples], got shape {list(rewards.shape)}")
@@ -18,6 +19,8 @@ def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     mean = rewards.mean(dim=1, keepdim=True)
     if rewards.shape[1] < 2:
         return torch.zeros_like(rewards)
+    if not scale:
+        return rewards - mean
     std = rewards.std(dim=1, keepdim=True)
     return (rewards - mean) / (std + eps)
 

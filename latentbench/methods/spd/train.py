@@ -6,9 +6,9 @@
 - ``grpo``: one item per question (its trace's prompt). Per question, ``group_size`` rollouts: whole
   speculative decodes of the target in which every mismatch's decision is drawn from the judge's score
   (accept with probability sigmoid(logit)). Reward = answer correct − ``rejection_cost`` · rejected
-  mismatches / verifications; advantages normalised within the group (``grpo_advantages``); loss =
-  −mean over rollouts of advantage · mean log-probability of that rollout's decisions, plus
-  ``kl_coef`` · the Bernoulli KL to the starting judge. Start it from the supervised judge (``init``).
+  mismatches / verifications; advantages relative to the group (``grpo_advantages``; divided by its
+  std unless ``scale_rewards`` is off); loss = −mean over rollouts of advantage · mean log-probability
+  of that rollout's decisions, plus ``kl_coef`` · the Bernoulli KL to the starting judge. Start it from the supervised judge (``init``).
 
 The GRPO loss for a Bernoulli policy over a handful of decisions is a few lines: trl's GRPOTrainer
 samples text completions from a causal LM and scores tokens, while here the policy is a small head whose
@@ -41,6 +41,8 @@ class SpdJudgeConfig(TrainConfig):
     group_size: int = option(4, "grpo: rollouts per question (G).")
     rejection_cost: float = option(0.1, "grpo: λ in reward = correct − λ · rejected mismatches / verifications.")
     kl_coef: float = option(0.0, "grpo: weight of the KL to the starting judge.")
+    scale_rewards: bool = option(True, "grpo: divide advantages by the group's std (false: Dr. GRPO, so groups "
+                                       "that differ only in rejection cost do not get advantages of ±1).")
     max_new_tokens: int = option(0, "grpo: text budget per rollout (0: the dataset's).")
 
     def __post_init__(self) -> None:
@@ -198,7 +200,7 @@ class SpdJudgeTrainer:
             rejected = sum(not s["accepted"] for s in trace.mismatches)
             rejected_share.append(rejected / max(trace.verifications, 1))
         rewards = torch.tensor(correct) - cfg.rejection_cost * torch.tensor(rejected_share)
-        advantages = grpo_advantages(rewards.view(-1, g)).flatten()
+        advantages = grpo_advantages(rewards.view(-1, g), scale=cfg.scale_rewards).flatten()
         device = next(module.parameters()).device
         logps, kl = [], torch.zeros((), device=device)
         for trace in traces:
