@@ -8,7 +8,8 @@
   (accept with probability sigmoid(logit)). Reward = answer correct − ``rejection_cost`` · rejected
   mismatches / verifications; advantages relative to the group (``grpo_advantages``; divided by its
   std unless ``scale_rewards`` is off); loss = −mean over rollouts of advantage · mean log-probability
-  of that rollout's decisions, plus ``kl_coef`` · the Bernoulli KL to the starting judge. Start it from the supervised judge (``init``).
+  of that rollout's decisions, plus ``kl_coef`` · the Bernoulli KL to the starting judge. Start it from
+  the supervised judge (``init``).
 
 The GRPO loss for a Bernoulli policy over a handful of decisions is a few lines: trl's GRPOTrainer
 samples text completions from a causal LM and scores tokens, while here the policy is a small head whose
