@@ -19,11 +19,13 @@ METHODS: dict[str, str] = {
     "latent-tree": "latentbench.methods.latent_tree.method:LatentTreeMethod",
     "text-mas": "latentbench.methods.text_mas:TextMasMethod",
     "spd": "latentbench.methods.spd.method:SpdMethod",
+    "halting": "latentbench.methods.halting.method:HaltingMethod",
 }
 
 TRAINERS: dict[str, str] = {  # trainer name (``latentbench train NAME``) -> "module:Class"
     "prm": "latentbench.methods.latent_tree.prm:PrmTrainer",
     "spd-judge": "latentbench.methods.spd.train:SpdJudgeTrainer",
+    "halting": "latentbench.methods.halting.train:HaltingTrainer",
 }
 
 

@@ -170,18 +170,21 @@ def latent_steps(lm: LoadedModel, paths: Paths, steps: int, realign: Realignment
 
 
 @torch.inference_mode()
-def greedy_decode(lm: LoadedModel, paths: Paths | None, prompt_ids: torch.Tensor, max_new_tokens: int,
+def greedy_decode(lm: LoadedModel, paths: Paths | None, prompt_ids: torch.Tensor | None, max_new_tokens: int,
                   eos_ids: set[int], prompt_mask: torch.Tensor | None = None,
                   choose: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[list[list[int]], int]:
     """Prefill ``prompt_ids`` [batch, n] on every path (None: no cache in front), then decode until each row
-    hits EOS: greedily, or with ``choose`` ([batch, vocab] logits -> [batch] ids, e.g. a sampler).
+    hits EOS: greedily, or with ``choose`` ([batch, vocab] logits -> [batch] ids, e.g. a sampler). With
+    ``prompt_ids`` None the first token comes from ``paths.hidden`` as it is.
     Returns the new tokens per row (EOS excluded) and the number of forward calls."""
-    paths = prefill(lm, prompt_ids, prompt_mask, paths=paths)
+    forwards = 0
+    if prompt_ids is not None:
+        paths, forwards = prefill(lm, prompt_ids, prompt_mask, paths=paths), 1
+    assert paths is not None, "greedy_decode needs a prompt or paths"
     head = lm.model.get_output_embeddings()
-    batch = prompt_ids.shape[0]
+    batch = paths.hidden.shape[0]
     tokens: list[list[int]] = [[] for _ in range(batch)]
     done = [False] * batch
-    forwards = 1
     for _ in range(max_new_tokens):
         logits = head(paths.hidden)  # [batch, vocab]
         next_ids = logits.argmax(-1) if choose is None else choose(logits)  # [batch]

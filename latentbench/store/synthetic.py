@@ -120,6 +120,11 @@ def write_halting_segment(ex: ExampleWriter, i: int) -> Expected:
             "latent_ref": _array(out, ex, "segment_latents", random_bits(rng, (used, 8), "float32")),
         })
     _rows(out, ex, "segments", rows)
+    _rows(out, ex, "questions", [{
+        "prompt": f"Q{i}:", "answer_target": f"The answer is {i}.", "gold": str(i), "output": f"The answer is {i % 3}.",
+        "prediction": str(i % 3), "answer_correct": i % 3 == i, "plan": "gold", "control": "off", "stage": "C",
+        "n_segments": len(rows), "latents_used": sum(r["used_length"] for r in rows),
+        "latent_budget_total": sum(r["budget"] for r in rows)}])
     return out
 
 

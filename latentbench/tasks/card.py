@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +12,12 @@ from latentbench.errors import DataFormatError
 AnswerKind = Literal["number", "choice", "code"]
 ANSWER_KINDS = ("number", "choice", "code")
 REQUIRED = ("name", "license", "answer_kind", "adapter", "default_split", "source", "splits", "fields", "prompt")
+# How a split's file is read. None: by its suffix (.zip: a CSV member; otherwise JSON lines, gzipped if
+# .gz). "icot": the iCoT/GSM8k-Aug text format, one `question||<<a=b>> <<c=d>> #### answer` per line,
+# read into GSM8K-shaped records ({"question", "answer": one step per line, then "#### answer"}).
+SPLIT_FORMATS = ("icot",)
+# A split name is also the split of generated datasets, which `datasets` requires to match this.
+SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,7 @@ class SplitSpec:
     sha256: str | None = None
     member: str | None = None  # member inside a zip archive
     hub_split: str | None = None  # split name on the Hub (None: not on the Hub)
+    format: str | None = None  # None: by the file's suffix; or one of SPLIT_FORMATS
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,16 @@ class TaskCard:
         if raw["answer_kind"] not in ANSWER_KINDS:
             raise DataFormatError(f"{path}: answer_kind {raw['answer_kind']!r} is not one of {ANSWER_KINDS}")
         splits = {}
+        keys = {f.name for f in fields(SplitSpec)}
         for name, spec in raw["splits"].items():
+            if not isinstance(name, str) or not SPLIT_NAME.match(name):
+                raise DataFormatError(f"{path}: split name {name!r} must match {SPLIT_NAME.pattern} "
+                                      "(letters, digits, underscores; generated datasets use it as their split)")
+            if not isinstance(spec, dict) or "file" not in spec or set(spec) - keys:
+                raise DataFormatError(f"{path}: splits.{name} must be a mapping with file and optionally "
+                                      f"{', '.join(sorted(keys - {'file'}))}")
+            if spec.get("format") is not None and spec["format"] not in SPLIT_FORMATS:
+                raise DataFormatError(f"{path}: splits.{name}.format {spec['format']!r} is not one of {SPLIT_FORMATS}")
             spec = dict(spec)
             spec.setdefault("hub_split", name)
             splits[name] = SplitSpec(**spec)

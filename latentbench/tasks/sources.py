@@ -12,6 +12,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,13 @@ def _parse_file(path: Path, spec: SplitSpec, card: TaskCard) -> list[dict[str, A
     if path.suffix == ".zip":
         return _zip_csv(path, spec.member or "", card.source.get("password", ""))
     opener = gzip.open if path.suffix == ".gz" else open
+    parse_line = _icot_line if spec.format == "icot" else _json_line
     records = []
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
                 if line.strip():
-                    records.append(_json_line(line, path, lineno))
+                    records.append(parse_line(line, path, lineno))
     except (OSError, EOFError, UnicodeDecodeError) as err:
         raise DataFormatError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
     return records
@@ -110,6 +112,23 @@ def _json_line(line: str, path: Path, lineno: int) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise DataFormatError(f"{path}:{lineno}: expected a JSON object per line")
     return record
+
+
+_STEP_GAP = re.compile(r"(?<=>>)\s+(?=<<)")
+
+
+def _icot_line(line: str, path: Path, lineno: int) -> dict[str, Any]:
+    """One iCoT (GSM8k-Aug) line, ``question||<<4-2=2>> <<2/.5=4>> #### 4``, as a GSM8K record: the steps
+    one per line, then ``#### answer`` (``{"question": ..., "answer": "<<4-2=2>>\\n<<2/.5=4>>\\n#### 4"}``),
+    so the gsm8k adapter reads its gold and solution unchanged. A record with no steps is ``#### answer``."""
+    question, sep, rest = line.rstrip("\r\n").partition("||")
+    steps, marker, answer = rest.rpartition("####")
+    missing = ("no '||' after the question" if not sep else "no '####' before the answer" if not marker
+               else "an empty question" if not question.strip() else "an empty answer" if not answer.strip() else "")
+    if missing:
+        raise DataFormatError(f"{path}:{lineno}: expected an iCoT line 'question||steps #### answer', got {missing}")
+    lines = [step for step in _STEP_GAP.split(steps.strip()) if step]
+    return {"question": question, "answer": "\n".join([*lines, f"#### {answer.strip()}"])}
 
 
 def _zip_csv(path: Path, member: str, password: str) -> list[dict[str, Any]]:

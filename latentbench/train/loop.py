@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 class Trainer(Protocol):
     """A learned part's training recipe. ``config`` is set by ``__init__``. Optionally
     ``base_model_sha256() -> str | None`` names the frozen base model for provenance,
-    ``keep_row(row) -> bool`` filters the table's rows, and ``val_metrics(module, data, device) -> dict``
-    adds metrics computed over the whole validation set (AUROC, correlations: not batch means)."""
+    ``keep_row(row) -> bool`` filters the table's rows, ``val_metrics(module, data, device) -> dict``
+    adds metrics computed over the whole validation set (AUROC, correlations: not batch means), and
+    ``set_step(step)`` hears the step about to run (a schedule that survives a resume)."""
 
     name: ClassVar[str]
     config_class: ClassVar[type[TrainConfig]]
@@ -146,6 +147,8 @@ def run_training(trainer: Trainer, datasets: list[str | Path], output: str | Pat
         try:
             module.train()
             for step in steps:
+                if hasattr(trainer, "set_step"):
+                    trainer.set_step(step)
                 batch = [rows[i] for i in order.next()][rank::world]  # each process its share
                 loss, extra = trainer.loss(module, accelerate.utils.send_to_device(
                     trainer.collate(batch, data), accelerator.device))

@@ -1,0 +1,1 @@
+"""``halting``: chain-of-thought steps replaced by budgeted latent segments, ended early by a stop head (see docs/halting.md)."""
