@@ -284,3 +284,19 @@ def test_stage_a_steps_schedule_then_stage_c(tmp_path: Path) -> None:
     # the checkpoint drives eval: a learned stop head ends segments within their budgets
     record = eval_halting(tmp_path, "trained", checkpoint=str(tmp_path / "out"), latent_mode_stage="C")
     assert 1 <= record["method_metrics"]["latents_per_question"] <= 2 * math.ceil(0.5 * 36 ** 0.5)
+
+
+def test_gold_plan_of_a_solution_without_steps_has_no_segments(lm: Any) -> None:
+    from latentbench.errors import UsageError
+    from latentbench.methods.base import make_method
+    from latentbench.tasks import Example
+
+    method = make_method("halting", {"plan": "gold"})
+    assert method.sources(lm, Example("q/1", "What is 4 + 5?", "9", meta={"solution": "#### 9"})) == []
+    steps = method.sources(lm, Example("q/2", "?", "3", meta={"solution": "1 + 2 = 3\n#### 3"}))
+    assert [(s.kind, s.text) for s in steps] == [("step", "1 + 2 = 3")]
+    assert steps[0].size == len(lm.tokenizer("1 + 2 = 3", add_special_tokens=False)["input_ids"])
+    with pytest.raises(UsageError, match="plan=gold: q/3 has no reference solution"):
+        method.sources(lm, Example("q/3", "?", "3"))
+    batch = collate([Item([1, 2], []), Item([3], [Source("step", 4)])], CFG, latent_token_id=7, pad_id=0)
+    assert batch["latent_budgets"].tolist() == [[0], [1]] and batch["latent_width"] == 1

@@ -9,6 +9,7 @@ the training data of ``latentbench train halting``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from latentbench.models import LoadedModel
     from latentbench.store import Dataset, ExampleWriter
     from latentbench.tasks import Example, Task
+
+log = logging.getLogger(__name__)
 
 
 class HaltingMethod:
@@ -43,8 +46,15 @@ class HaltingMethod:
 
         module = HaltingModel(lm, self.config)
         if self.config.checkpoint:
-            trained_output(Path(self.config.checkpoint), "halting", "checkpoint", lm.model_id, lm.weights_sha256)
+            record = trained_output(Path(self.config.checkpoint), "halting", "checkpoint", lm.model_id,
+                                    lm.weights_sha256)
             load_checkpoint(self.config.checkpoint, module)
+            for name in ("latent_token_id", "latent_budget_alpha", "latent_budget_gamma", "latent_budget_min",
+                         "latent_budget_max", "realign_lambda"):
+                trained = record["config"].get(name, getattr(self.config, name))
+                if trained != getattr(self.config, name):
+                    log.warning("checkpoint %s was trained with %s=%s; this run uses %s", self.config.checkpoint,
+                                name, trained, getattr(self.config, name))
         return module.to(lm.device).eval()
 
     def user_text(self, task: Task, ex: Example) -> str:
@@ -59,9 +69,9 @@ class HaltingMethod:
             return []
         if cfg.plan == "fixed":
             return [Source("step", cfg.segment_size)] * cfg.segments
-        steps = chain_steps(str(ex.meta.get("solution") or ""))
-        if not steps:
+        if not ex.meta.get("solution"):
             raise UsageError(f"plan=gold: {ex.id} has no reference solution to take steps from (use plan=fixed)")
+        steps = chain_steps(str(ex.meta["solution"]))  # none (a bare "#### 9"): no segment to replace
         return [Source("step", len(lm.tokenizer(s, add_special_tokens=False)["input_ids"]), s) for s in steps]
 
     def run(self, lm: LoadedModel, task: Task, examples: list[Example]) -> Iterator[Outcome]:
