@@ -300,3 +300,39 @@ def test_gold_plan_of_a_solution_without_steps_has_no_segments(lm: Any) -> None:
         method.sources(lm, Example("q/3", "?", "3"))
     batch = collate([Item([1, 2], []), Item([3], [Source("step", 4)])], CFG, latent_token_id=7, pad_id=0)
     assert batch["latent_budgets"].tolist() == [[0], [1]] and batch["latent_width"] == 1
+
+
+class TestHaltingTrainerStageCPosition(TestHaltingTrainerStageA):
+    config_overrides = {"latent_mode_stage": "C", "learning_rate": 1e-2, "stop_features": "hidden+position"}
+    unused_parameters = ()
+
+
+def test_a_position_aware_stop_head_reads_the_place_in_the_segment(lm: Any) -> None:
+    config = SegmentConfig(**{**CFG.__dict__, "stop_features": "hidden+position"})
+    model, batch = run_batch(lm, config)
+    with torch.no_grad():
+        model.stop_head.weight.zero_()
+        model.stop_head.weight[0, -2] = 20.0  # only (k+1)/budget: stop once past half the segment
+        model.stop_head.bias.fill_(-10.0)
+        run = model.run_latents(batch, stage="C")
+    # budgets [[3, 1], [4, 5]]: p >= 0.5 at the first k with (k+1)/B >= 0.5
+    assert run.used == [[2, 1], [2, 3]]
+
+
+def test_init_from_a_checkpoint_whose_stop_head_reads_other_features(tmp_path: Path) -> None:
+    from latentbench.train import run_training
+    from latentbench.train.checkpoint import load_checkpoint
+    from latentbench.train.data import TrainData
+
+    model = saved_tiny_model("qwen2", seed=1)
+    data = [halting_dataset(tmp_path / "d", model, 4)]
+    common = {"max_steps": 1, "batch_size": 2, "val_fraction": 0.0, "learning_rate": 1e-2}
+    run_training(HaltingTrainer(HaltingTrainer.config_class(latent_mode_stage="A", **common)), data,
+                 tmp_path / "a", show_progress=False)
+    trainer = HaltingTrainer(HaltingTrainer.config_class(latent_mode_stage="C", stop_features="hidden+position",
+                                                         init=str(tmp_path / "a"), **common))
+    module = trainer.build(TrainData(data, trainer.table, val_fraction=0.0))
+    start = HaltingModel(trainer._lm, SegmentConfig())
+    load_checkpoint(tmp_path / "a", start)
+    assert torch.equal(module.adapter.weight, start.adapter.weight) and module.adapter.weight.abs().sum() > 0
+    assert module.stop_head.weight.shape[1] == start.stop_head.weight.shape[1] + 2

@@ -30,6 +30,9 @@ class SegmentConfig:
     latent_align_weight: float = option(1.0, "Weight of aligning each segment's last latent state with the frozen "
                                              "model's state at the end of the step it replaces (1 − cosine).")
     realign_lambda: float = option(1e-3, "Ridge λ of the hidden -> input-embedding realignment (LatentMAS).")
+    stop_features: Literal["hidden", "hidden+position"] = option(
+        "hidden", "What the stop head reads: the latent's last hidden state (the plan's head), or that plus the "
+                  "latent's place in its segment ((k+1)/budget) and the budget (/ latent_budget_max).")
 
     def __post_init__(self) -> None:
         if not self.latent_budget_alpha > 0 or not self.latent_budget_gamma > 0:
@@ -37,6 +40,8 @@ class SegmentConfig:
                               "must be > 0")
         if self.latent_budget_min < 0 or self.latent_budget_max < max(self.latent_budget_min, 1):
             raise ConfigError("latent_budget_max", "expected 0 <= latent_budget_min <= latent_budget_max, max >= 1")
+        if self.stop_features not in ("hidden", "hidden+position"):
+            raise ConfigError("stop_features", "expected hidden or hidden+position")
         if self.latent_mode_stage not in ("A", "C"):
             raise ConfigError("latent_mode_stage", "expected A or C")
         if not 0 <= self.latent_stop_threshold <= 1:

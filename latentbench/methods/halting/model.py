@@ -56,7 +56,7 @@ class HaltingModel(nn.Module):
         self.adapter = nn.Linear(hidden, hidden)
         nn.init.zeros_(self.adapter.weight)
         nn.init.zeros_(self.adapter.bias)
-        self.stop_head = nn.Linear(hidden, 1)
+        self.stop_head = nn.Linear(hidden + (2 if config.stop_features == "hidden+position" else 0), 1)
         realign = realignment(lm, config.realign_lambda)
         self.register_buffer("realign_matrix", realign.matrix.float(), persistent=False)
         self.target_norm = realign.target_norm
@@ -72,8 +72,14 @@ class HaltingModel(nn.Module):
         embeds = embeds * (self.target_norm / embeds.norm(dim=-1, keepdim=True).clamp_min(1e-6))
         return embeds + self.adapter(embeds)
 
-    def p_stop(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.stop_head(hidden.float())).squeeze(-1)
+    def p_stop(self, hidden: torch.Tensor, place: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
+        """[B] stop probabilities after latents at 1-based ``place`` [B] of segments of ``budget`` [B]."""
+        features = hidden.float()
+        if self.config.stop_features == "hidden+position":
+            budget = budget.float().clamp_min(1)
+            features = torch.cat([features, (place.float() / budget)[:, None],
+                                  (budget / self.config.latent_budget_max)[:, None]], dim=-1)
+        return torch.sigmoid(self.stop_head(features)).squeeze(-1)
 
     def run_latents(self, batch: dict[str, Any], *, stage: str, threshold: float | None = None,
                     force_used: list[list[int]] | None = None, noise: torch.Generator | None = None) -> LatentRun:
@@ -100,15 +106,19 @@ class HaltingModel(nn.Module):
         seg_hidden: list[list[torch.Tensor | None]] = [[None] * n for n in n_seg]
         place = self.lm.get_input_embeddings().weight[self.latent_token_id].detach()
         for slot in range(width):
-            active = []
+            active, nth, size = [], [], []
             for row in range(rows):
                 seg = slot_of[row][slot]
                 if seg is None:
                     active.append(False)
+                    nth.append(0)
+                    size.append(1)
                     continue
                 index, k = seg
                 limit = budgets[row][index] if force_used is None else force_used[row][index]
                 active.append(k < limit and not stopped[row][index])
+                nth.append(k + 1)
+                size.append(budgets[row][index])
             on = torch.tensor(active, device=ids.device)
             embeds = self.latent(last)
             if noise is not None:
@@ -119,7 +129,7 @@ class HaltingModel(nn.Module):
             out = run_body(self.body, cur, cache=cache, embeds=embeds[:, None].to(dtype))
             cache, hidden = _cache(out), out.last_hidden_state[:, -1]
             last = torch.where(on[:, None], hidden, last)
-            p = self.p_stop(hidden)
+            p = self.p_stop(hidden, torch.tensor(nth, device=ids.device), torch.tensor(size, device=ids.device))
             for row in range(rows):
                 if not active[row]:
                     continue

@@ -17,6 +17,7 @@ Schedule: ``latent_mode_stage=C`` with ``stage_a_steps=N`` trains stage A for th
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -87,8 +88,15 @@ class HaltingTrainer:
             raise UsageError(f"model {self._generator['id']}: weights differ from the ones the datasets were made with")
         module = HaltingModel(self._lm, self.config)
         if self.config.init:
-            trained_output(Path(self.config.init), self.name, "init", self._generator["id"], self._generator["sha256"])
-            load_checkpoint(self.config.init, module)
+            record = trained_output(Path(self.config.init), self.name, "init", self._generator["id"],
+                                    self._generator["sha256"])
+            features = record["config"].get("stop_features", "hidden")
+            if features == self.config.stop_features:
+                load_checkpoint(self.config.init, module)
+            else:  # the adapter carries over; a stop head reading other features starts afresh
+                start = HaltingModel(self._lm, dataclasses.replace(self.config, stop_features=features))
+                load_checkpoint(self.config.init, start)
+                module.adapter.load_state_dict(start.adapter.state_dict())
         return module
 
     # -- batches ----------------------------------------------------------------------------------------
