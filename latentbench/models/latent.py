@@ -114,8 +114,12 @@ class _Step:
 def _forward(lm: LoadedModel, paths_cache: DynamicCache | None, mask: torch.Tensor, *,
              input_ids: torch.Tensor | None = None, embeds: torch.Tensor | None = None) -> _Step:
     out = run_body(lm.model.base_model, mask, cache=paths_cache, input_ids=input_ids, embeds=embeds)
-    cache = out["cache"] if "cache" in out else out["past_key_values"]
-    return _Step(cache, out.last_hidden_state[:, -1])
+    return _Step(output_cache(out), out.last_hidden_state[:, -1])
+
+
+def output_cache(out: Any) -> DynamicCache:
+    """The cache a forward returned, under whichever name this transformers version uses."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
 
 
 def run_body(body: torch.nn.Module, mask: torch.Tensor, *, cache: DynamicCache | None = None,

@@ -68,6 +68,11 @@ def collate(items: list[Item], config: SegmentConfig, latent_token_id: int, pad_
     return batch
 
 
+def segment_budgets(batch: dict[str, Any]) -> list[list[int]]:
+    """[B][M] each row's segment budgets, as laid out (no padding entries)."""
+    return [[end - start for start, end, _ in spans] for spans in batch["latent_segments"]]
+
+
 def teacher_batch(items: list[Item], pad_id: int) -> dict[str, Any]:
     """Prompt + written steps, left padded, and each step's last position (-1 for image segments)."""
     rows, ends = [], []

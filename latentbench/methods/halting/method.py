@@ -102,9 +102,11 @@ class HaltingMethod:
 
     def _outcome(self, lm: LoadedModel, task: Task, ex: Example, prompt: str, sources: list[Source],
                  collated: dict[str, Any], run: Any, row: int, tokens: list[int], forwards: int) -> Outcome:
+        from latentbench.methods.halting.collate import segment_budgets
+
         text = lm.tokenizer.decode(tokens, skip_special_tokens=True)
         score = task.score(ex, text)
-        budgets = [end - start for start, end, _ in collated["latent_segments"][row]]
+        budgets = segment_budgets(collated)[row]
         used = run.used[row]
         stopped = [u < b for u, b in zip(used, budgets, strict=True)]
         segments = [{"source": s, "budget": b, "used": u, "stopped_early": st if self.config.stage == "C" else None,

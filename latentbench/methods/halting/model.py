@@ -22,8 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from latentbench.methods.halting.collate import segment_budgets
 from latentbench.methods.halting.config import SegmentConfig
-from latentbench.models.latent import Paths, greedy_decode, realignment, run_body
+from latentbench.models.latent import Paths, greedy_decode, output_cache, realignment, run_body
 
 
 @dataclass
@@ -95,10 +96,10 @@ class HaltingModel(nn.Module):
         with torch.no_grad():  # nothing trained acts on the prompt
             out = run_body(self.body, mask[:, :n_prompt], cache=DynamicCache(config=self.lm.config),
                            input_ids=ids[:, :n_prompt])
-        cache, last, cur = _cache(out), out.last_hidden_state[:, -1], mask[:, :n_prompt]
+        cache, last, cur = output_cache(out), out.last_hidden_state[:, -1], mask[:, :n_prompt]
         slot_of = [_slots(spans, n_prompt, width) for spans in batch["latent_segments"]]
         n_seg = [len(spans) for spans in batch["latent_segments"]]
-        budgets = [[end - start for start, end, _ in spans] for spans in batch["latent_segments"]]
+        budgets = segment_budgets(batch)
         used = [[0] * n for n in n_seg]
         stopped = [[False] * n for n in n_seg]
         probs: list[list[list[torch.Tensor]]] = [[[] for _ in range(n)] for n in n_seg]
@@ -127,7 +128,7 @@ class HaltingModel(nn.Module):
             embeds = torch.where(on[:, None], embeds, place.to(embeds))
             cur = torch.cat([cur, on.long()[:, None]], dim=1)
             out = run_body(self.body, cur, cache=cache, embeds=embeds[:, None].to(dtype))
-            cache, hidden = _cache(out), out.last_hidden_state[:, -1]
+            cache, hidden = output_cache(out), out.last_hidden_state[:, -1]
             last = torch.where(on[:, None], hidden, last)
             p = self.p_stop(hidden, torch.tensor(nth, device=ids.device), torch.tensor(size, device=ids.device))
             for row in range(rows):
@@ -164,10 +165,6 @@ def latent_token_id(lm: Any, config: SegmentConfig) -> int:
 
         raise ConfigError("latent_token_id", f"expected a token id in [0, {vocab}), got {token}")
     return int(token)
-
-
-def _cache(out: Any) -> Any:
-    return out["cache"] if "cache" in out else out["past_key_values"]
 
 
 def _slots(spans: list[tuple[int, int, int]], n_prompt: int, width: int) -> list[tuple[int, int] | None]:

@@ -59,6 +59,7 @@ class HaltingTrainer:
         self._lm: Any = None
         self._generator: dict[str, Any] | None = None
         self._segments: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        self._segments_read: set[int] = set()
 
     def set_step(self, step: int) -> None:
         self._step = step
@@ -103,12 +104,12 @@ class HaltingTrainer:
     def _segment_rows(self, data: TrainData, row: dict[str, Any]) -> list[dict[str, Any]]:
         from latentbench.train.data import SOURCE
 
-        key = (row[SOURCE], row["example_id"])
-        if key not in self._segments:
+        if row[SOURCE] not in self._segments_read:  # each dataset's table once (questions without steps have no rows)
+            self._segments_read.add(row[SOURCE])
             table = data.dataset(row).table("segments")
             for seg in table.sort(["example_id", "segment_index"]).to_dicts():
                 self._segments.setdefault((row[SOURCE], seg["example_id"]), []).append(seg)
-        return self._segments.get(key, [])
+        return self._segments.get((row[SOURCE], row["example_id"]), [])
 
     def collate(self, rows: list[dict[str, Any]], data: TrainData) -> dict[str, Any]:
         from latentbench.methods.halting.budgets import Source
@@ -131,9 +132,10 @@ class HaltingTrainer:
         import torch.nn.functional as F
 
         from latentbench.methods.halting.budgets import stop_target
+        from latentbench.methods.halting.collate import segment_budgets
 
         cfg, stage = self.config, self.stage
-        budgets = [[end - start for start, end, _ in spans] for spans in batch["latent_segments"]]
+        budgets = segment_budgets(batch)
         force = [[stop_target(b, cfg.stop_target_ratio) for b in row] for row in budgets] if stage == "C" else None
         run = module.run_latents(batch, stage=stage, force_used=force)
         start = int(batch["prompt_length"]) + int(batch["latent_width"])

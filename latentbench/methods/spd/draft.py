@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from latentbench.errors import UsageError
-from latentbench.models.latent import run_body
+from latentbench.models.latent import output_cache, run_body
 
 if TYPE_CHECKING:
     from transformers import DynamicCache
@@ -45,7 +45,7 @@ class Side:
     def forward(self, cache: DynamicCache, mask: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, DynamicCache]:
         """Append ``ids`` [batch, n] to ``cache`` (``mask`` covers cache + new); hidden states [batch, n, H]."""
         out = run_body(self.body, mask, cache=cache, input_ids=ids)
-        return out.last_hidden_state, out["cache"] if "cache" in out else out["past_key_values"]
+        return out.last_hidden_state, output_cache(out)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden).float()
