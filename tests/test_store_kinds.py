@@ -24,3 +24,7 @@ class TestHaltingSegment(DatasetKindTests):
 
 class TestSPDTrace(DatasetKindTests):
     kind = "spd-trace"
+
+
+class TestGraphTrace(DatasetKindTests):
+    kind = "graph-trace"

@@ -122,8 +122,9 @@ def generate_cmd(
 def train_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help=f"Trainer: {', '.join(TRAINERS) or 'none registered yet'}.")],
-    datasets: Annotated[list[str], typer.Argument(help="Dataset directories to train on.")],
     output: Annotated[str, typer.Option("--output", "-o", help="Checkpoint directory (resumed if it holds one).")],
+    datasets: Annotated[list[str] | None, typer.Argument(
+        help="Dataset directories to train on (none for trainers that roll out on a task: gcache --task).")] = None,
     method_arg: MethodArgOpt = None,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
@@ -136,6 +137,7 @@ def train_cmd(
 
     set_quiet(quiet)
 
+    datasets = datasets or []
     cut = next((i for i, d in enumerate(datasets) if d.startswith("--")), len(datasets))
     datasets, extra = datasets[:cut], [*datasets[cut:], *ctx.args]
     cls = trainer_class(name)

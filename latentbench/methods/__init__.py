@@ -20,12 +20,14 @@ METHODS: dict[str, str] = {
     "text-mas": "latentbench.methods.text_mas:TextMasMethod",
     "spd": "latentbench.methods.spd.method:SpdMethod",
     "halting": "latentbench.methods.halting.method:HaltingMethod",
+    "gcache": "latentbench.methods.gcache.method:GCacheMethod",
 }
 
 TRAINERS: dict[str, str] = {  # trainer name (``latentbench train NAME``) -> "module:Class"
     "prm": "latentbench.methods.latent_tree.prm:PrmTrainer",
     "spd-judge": "latentbench.methods.spd.train:SpdJudgeTrainer",
     "halting": "latentbench.methods.halting.train:HaltingTrainer",
+    "gcache": "latentbench.methods.gcache.train:GCacheTrainer",
 }
 
 

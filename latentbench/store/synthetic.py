@@ -164,9 +164,41 @@ def write_spd_trace(ex: ExampleWriter, i: int) -> Expected:
     return out
 
 
+def write_graph_trace(ex: ExampleWriter, i: int) -> Expected:
+    """A 3-agent DAG (edges sampled from random probabilities, in row-major order) with each agent's KV."""
+    rng = np.random.default_rng(i)
+    out = _new()
+    edges, considered = [], []
+    for src in range(3):
+        for dst in range(src + 1, 3):
+            p = round(float(rng.random()), 4)
+            considered.append({"src": src, "dst": dst, "prob": p, "taken": bool(rng.random() < p)})
+            if considered[-1]["taken"]:
+                edges.append((src, dst))
+    _rows(out, ex, "edges", considered)
+    agents, passed = [], 0
+    for node in range(3):
+        preds = [s for s, d in edges if d == node]
+        own = int(rng.integers(1, 6))
+        read = 2 * sum(preds)  # any numbers; the schema only bounds them
+        passed += read
+        agents.append({"node": node, "role": ["math solver", "inspector", "mathematical analyst"][node], "order": node,
+                       "predecessors": preds, "prompt": f"agent {node}: Q{i}", "context_positions": read,
+                       "handed_positions": own, "text": None,
+                       "kv_ref": _array(out, ex, "agent_kv", random_bits(rng, (2, 2, 2, own, 4), "float16"))})
+    _rows(out, ex, "agents", agents)
+    _rows(out, ex, "questions", [{
+        "graph": "learned", "mode": "local", "cache_transport": "kv", "n_agents": 3, "n_edges": len(edges),
+        "log_prob": round(float(-rng.random() * 3), 4), "latent_steps": 4, "latent_only": False, "control": "off",
+        "prompt": f"Q{i}:", "api_prompt": None, "local_output": f"The answer is {i % 4}.",
+        "output": f"The answer is {i % 4}.", "prediction": str(i % 4), "gold": str(i), "answer_correct": i % 4 == i,
+        "decision_cache_positions": 7, "cache_positions_passed": passed + 7, "generated_tokens": 5}])
+    return out
+
+
 WRITERS: dict[str, Callable[..., Expected]] = {
     "latent-tree": write_latent_tree, "kv-shard": write_kv_shard,
-    "halting-segment": write_halting_segment, "spd-trace": write_spd_trace,
+    "halting-segment": write_halting_segment, "spd-trace": write_spd_trace, "graph-trace": write_graph_trace,
 }
 
 

@@ -89,6 +89,17 @@ def evaluate(trainer: Trainer, module: torch.nn.Module, data: TrainData, batch_s
     return metrics
 
 
+def open_train_data(trainer: Trainer, datasets: list[str | Path]) -> TrainData:
+    """The trainer's items: its own source where it has one (``train_data(datasets)``, e.g. gcache's task
+    questions, which must offer ``rows``, ``question_ids`` and ``manifest_hashes``), else the datasets'
+    ``table`` rows."""
+    if hasattr(trainer, "train_data"):
+        return trainer.train_data(datasets)
+    config = trainer.config
+    return TrainData(datasets, trainer.table, val_fraction=config.val_fraction, limit=config.limit,
+                     where=getattr(trainer, "keep_row", None))
+
+
 def make_accelerator(device: str) -> Any:
     """accelerate keeps its state per process; one process may train on cpu, then on cuda (tests do)."""
     import accelerate
@@ -108,8 +119,7 @@ def run_training(trainer: Trainer, datasets: list[str | Path], output: str | Pat
     config, out = trainer.config, Path(output)
     record = {"trainer": trainer.name, "config": config_dict(config)}
     latest = check_output(out, record, config.max_steps)
-    data = TrainData(datasets, trainer.table, val_fraction=config.val_fraction, limit=config.limit,
-                     where=getattr(trainer, "keep_row", None))
+    data = open_train_data(trainer, datasets)
     hashes = [d["manifest_sha256"] for d in data.manifest_hashes()]
     check_datasets(out, latest, hashes)
     if ckpt.exported_steps(out) == config.max_steps:

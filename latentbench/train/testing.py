@@ -28,7 +28,7 @@ from latentbench.config import config_dict
 from latentbench.provenance import sha256_file
 from latentbench.train.checkpoint import CONFIG, PROVENANCE, WEIGHTS, load_checkpoint
 from latentbench.train.data import TrainData
-from latentbench.train.loop import Trainer, evaluate, run_training
+from latentbench.train.loop import Trainer, evaluate, open_train_data, run_training
 from latentbench.train.run_dir import METRICS
 
 
@@ -50,6 +50,7 @@ class TrainerTests:
                                              "batch_size": 4, "val_fraction": 0.3}
     n_examples: ClassVar[int] = 6
     unused_parameters: ClassVar[tuple[str, ...]] = ()  # trainable names one step may leave unchanged
+    state_buffers: ClassVar[tuple[str, ...]] = ()  # buffers a step updates as running state (a moving baseline)
 
     def make_datasets(self, tmp_path: Path) -> list[Path]:
         """Two synthetic datasets of the kind that defines the trainer's table."""
@@ -62,6 +63,10 @@ class TrainerTests:
             make_synthetic_dataset(path, kind, n=n)
         return paths
 
+    def expected_source_hashes(self, datasets: list[Path]) -> set[str]:
+        """What provenance must name: each dataset's manifest sha256 (a trainer with its own source overrides)."""
+        return {sha256_file(Path(p) / "manifest.json") for p in datasets}
+
     def make_trainer(self, **overrides: Any) -> Trainer:
         cls = self.trainer_class
         return cls(cls.config_class(**{**self.base_config, **self.config_overrides, **overrides}))
@@ -70,8 +75,7 @@ class TrainerTests:
         """Data and module as ``run_training`` makes them (same seed, so the same frozen parts)."""
         config = trainer.config
         set_seed(config.seed)
-        data = TrainData(datasets, trainer.table, val_fraction=config.val_fraction, limit=config.limit,
-                         where=getattr(trainer, "keep_row", None))
+        data = open_train_data(trainer, datasets)
         return data, trainer.build(data)
 
     @pytest.fixture(scope="class")
@@ -108,7 +112,7 @@ class TrainerTests:
             changed = not torch.equal(old, after[name].detach())
             if name in params and params[name].requires_grad:
                 assert changed or any(u in name for u in self.unused_parameters), f"trainable {name} did not change"
-            else:
+            elif name not in self.state_buffers:
                 assert not changed, f"frozen parameter or buffer {name} changed"
 
     def test_checkpoint_round_trip(self, datasets: list[Path], trained: Path) -> None:
@@ -135,9 +139,7 @@ class TrainerTests:
         assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
     def test_split_shares_no_question(self, datasets: list[Path]) -> None:
-        trainer = self.make_trainer()
-        data = TrainData(datasets, trainer.table, val_fraction=trainer.config.val_fraction,
-                         where=getattr(trainer, "keep_row", None))
+        data = open_train_data(self.make_trainer(limit=None), datasets)
         train, val = set(data.question_ids("train")), set(data.question_ids("val"))
         assert train and val and not train & val
         # every row on its question's side (a trainer's keep_row may drop a question's rows)
@@ -147,7 +149,7 @@ class TrainerTests:
     def test_provenance_names_every_dataset(self, datasets: list[Path], trained: Path) -> None:
         prov = json.loads((trained / PROVENANCE).read_text())
         hashes = {d["manifest_sha256"] for d in prov["datasets"]}
-        assert hashes == {sha256_file(Path(p) / "manifest.json") for p in datasets}
+        assert hashes == self.expected_source_hashes(datasets)
         assert prov["steps"] == 4 and prov["packages"] and prov["created"]
 
     def test_finished_run_is_not_redone(self, datasets: list[Path], trained: Path) -> None:
