@@ -318,3 +318,22 @@ def test_held_apart_split_for_a_task_without_train_data(data_dir: Path) -> None:
     ids = trainer.train_data([]).question_ids("train")
     assert ids and all(question_hash("dev:" + q) < 0.2 for q in ids)
     assert 0.1 < len(ids) / len(task.examples("test", data_dir=data_dir)) < 0.3
+
+
+def test_eval_warns_when_a_held_apart_checkpoint_meets_its_training_questions(
+        tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    from latentbench.train.data import question_hash
+
+    task = get_task("humaneval")
+    examples = task.examples(limit=20, data_dir=data_dir)
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"trainer": "gcache", "config": {"task": "humaneval", "split": "auto", "dev_fraction": 0.2}}))
+    method = make_method("gcache", {"checkpoint": str(tmp_path)})
+    method._warn_trained_on(task, examples)
+    seen = sum(question_hash("dev:" + ex.id) < 0.2 for ex in examples)
+    assert seen and f"{seen} of the 20 questions scored here were training questions" in caplog.text
+    caplog.clear()
+    method._warn_trained_on(get_task("gsm8k"), examples)  # trained on another task: nothing to say
+    assert not caplog.text

@@ -69,3 +69,23 @@ def test_standard_speculative_decoding_matches_target_greedy(tmp_path: Path) -> 
         if method == "spd":
             assert record["method_metrics"]["mean_accepted_length"] > 1.0  # layers:20 drafts get accepted
     assert outputs["spd"] == outputs["cot"]
+
+
+def test_gcache_trains_then_evaluates_and_generates(tmp_path: Path) -> None:
+    """One REINFORCE step on two GSM8K train questions, then the learned graph on one test question."""
+    small = ["--agents", "2", "--latent-steps", "1", "--max-new-tokens", "24"]
+    ckpt = tmp_path / "ckpt"
+    cli("train", "gcache", "--task", "gsm8k", "--limit", "2", "--val-fraction", "0", "--batch-size", "2",
+        "--max-steps", "1", "-o", str(ckpt), *small)
+    prov = json.loads((ckpt / "provenance.json").read_text())
+    assert prov["steps"] == 1 and prov["datasets"][0]["path"].startswith("gsm8k:train:")
+    [line] = [json.loads(x) for x in (ckpt / "metrics.jsonl").read_text().splitlines()]
+    assert 0 <= line["correct"] <= 1 and line["edges"] <= 2  # 2 agents: at most one edge each way, a DAG: 1
+    cli("eval", "gsm8k", "--method", "gcache", "--checkpoint", str(ckpt), "--limit", "1", "--output-path",
+        str(tmp_path / "eval"), *small)
+    record = json.loads(next((tmp_path / "eval").glob("gsm8k-*.json")).read_text())
+    assert record["method_metrics"]["agents"] == 2 and record["method_metrics"]["cache_positions_passed"] > 0
+    out = tmp_path / "graphs"
+    cli("generate", "gsm8k", "--method", "gcache", "--checkpoint", str(ckpt), "--limit", "1", "--output", str(out),
+        "--save-kv", "true", *small)
+    assert cli("validate", str(out)).stdout.startswith("ok: ")

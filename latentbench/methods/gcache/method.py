@@ -74,6 +74,7 @@ class GCacheMethod:
 
         cfg = self.config
         module = self.module(lm)
+        self._warn_trained_on(task, examples)
         setup = graph_setup(lm, cfg, task)
         generator = torch.Generator().manual_seed(cfg.seed)
         max_new = self.resolved(task)["max_new_tokens"]
@@ -90,6 +91,26 @@ class GCacheMethod:
                                 threshold=cfg.edge_decision == "threshold", note=note)
             for row, ex in enumerate(batch):
                 yield self._outcome(lm, task, ex, run, row, max_new, api)
+
+    def _warn_trained_on(self, task: Task, examples: list[Example]) -> None:
+        """A checkpoint trained on a held-apart share of this split (a task without train or dev questions)
+        would be scored on questions it learned from: say how many."""
+        import json
+        from pathlib import Path
+
+        from latentbench.methods.gcache.train import training_split
+        from latentbench.train.data import question_hash
+
+        if not self.config.checkpoint:
+            return
+        trained = json.loads((Path(self.config.checkpoint) / "config.json").read_text())["config"]
+        if trained.get("task") != task.name or training_split(task, trained.get("split", "auto"))[1] is None:
+            return
+        seen = sum(question_hash("dev:" + ex.id) < trained["dev_fraction"] for ex in examples)
+        if seen:
+            log.warning("checkpoint %s was trained on a held-apart share of %s %s: %d of the %d questions scored "
+                        "here were training questions", self.config.checkpoint, task.name, task.card.default_split,
+                        seen, len(examples))
 
     def _note_writer(self, lm: LoadedModel) -> Any:
         """mode=api: each agent writes a note after its latents (greedy, ``agent_tokens``), what travels as text."""
