@@ -59,6 +59,18 @@ def test_fixed_topologies() -> None:
     assert fixed_edges("DirectAnswer", 1) == [] and node_count("DirectAnswer", 4) == 1
 
 
+def test_roles_cycle_per_domain_and_the_prior_links_them() -> None:
+    from latentbench.methods.gcache.roles import prior_adjacency, role_names
+
+    assert role_names(5, "number") == ["math solver", "mathematical analyst", "programming expert", "inspector",
+                                       "math solver"]
+    assert role_names(2, "code")[0] == "project manager" and role_names(1, "choice") == ["domain expert"]
+    assert role_names(3, "number", "a, b") == ["a", "b", "a"]
+    pairs = prior_adjacency(role_names(5, "number"), "number")
+    assert (0, 1) in pairs and (1, 0) in pairs and (0, 4) in pairs  # linked roles, and one role twice
+    assert (0, 2) not in pairs  # the solver and the programmer are not linked in the prior
+
+
 def test_log_prob_sums_over_taken_and_untaken_allowed_edges() -> None:
     n = 4
     probs = torch.rand(n, n, generator=torch.Generator().manual_seed(3)) * 0.9 + 0.05
@@ -253,6 +265,15 @@ class TestGCacheMethod(MethodTests):
 class TestGCacheFixedGraph(MethodTests):
     method = "gcache"
     config = {"graph": "Layered", "max_new_tokens": 3, "latent_steps": 1, "agents": 4, "latent_only": True}
+
+
+class TestGCacheCodeTask(MethodTests):
+    """Code tasks: the code role set, the judger's code prompt, answers scored in the sandbox."""
+
+    method = "gcache"
+    task = "humaneval"
+    n_examples = 2
+    config = {"graph": "Star", "max_new_tokens": 3, "latent_steps": 1, "agents": 5}
 
 
 # -- training --------------------------------------------------------------------------------------------

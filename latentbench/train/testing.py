@@ -5,7 +5,8 @@
         config_overrides = {"hidden": 8}      # tiny
         # optional: def make_datasets(self, tmp_path) -> list[Path]   (default: synthetic datasets)
 
-Checks: one optimizer step changes every trainable parameter and no frozen parameter or buffer; the
+Checks: one optimizer step changes every trainable parameter and no frozen parameter or buffer (but
+the ``state_buffers`` a step updates as running state); the
 exported checkpoint loads into a freshly built module with identical tensors and validation loss; a
 run stopped after 2 steps and continued to 4 logs the same losses as one run to 4; train and
 validation share no question; provenance.json names every dataset's manifest hash; a finished run is

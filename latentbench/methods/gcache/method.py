@@ -155,7 +155,7 @@ class GCacheMethod:
             metrics={"edges": float(len(run.graph.edges)), "cache_positions_passed": float(passed),
                      "decision_cache_positions": float(decision_positions), "agents": float(nodes)},
             artifacts={"run": run, "local_text": local, "text": text, "api_prompt": api_prompt,
-                       "prediction": score.extracted[task.primary_variant],
+                       "prediction": score.extracted.get(task.primary_variant, score.extracted.get("program")),
                        "correct": score.correct[task.primary_variant], "decision_positions": decision_positions,
                        "passed": passed})
 
