@@ -232,6 +232,9 @@ def test_api_mode_sends_the_agents_notes_to_the_endpoint(lm: Any, gsm8k: tuple, 
         for agent in outcome.artifacts["run"].agents:
             assert agent.text is not None and f"[{agent.role}]\n{agent.text.strip()}" in sent
         assert outcome.agent_prompts[-1]["prompt"] == sent
+        notes = [a.note_tokens for a in outcome.artifacts["run"].agents]
+        assert all(0 < n <= 3 for n in notes) and outcome.generated_tokens == sum(notes)  # no local answer decoded
+        assert outcome.artifacts["local_text"] == ""
     assert [float(o.metrics["edges"]) for o in outcomes] == [2.0, 2.0]
 
 

@@ -38,6 +38,7 @@ class AgentRecord:
     context_positions: int = 0  # fused cache positions it read
     handed_positions: int = 0  # positions it hands on along its edges
     text: str | None = None  # its written note (mode=api only)
+    note_tokens: int = 0  # tokens of that note
 
 
 @dataclass
@@ -96,10 +97,11 @@ def _own_blocks(paths: Paths, row: int, node: int, start: int, turn: int, latent
 @torch.inference_mode()
 def run_agents(lm: LoadedModel, graphs: list[AgentGraph], roles: list[list[str]], turns: list[list[str]],
                turn_ids: list[list[list[int]]], steps: int, realign: Realignment, fuser: CacheFuser, *,
-               latent_only: bool = False, note: Callable[[Paths], list[str]] | None = None) -> tuple[list[QuestionRun], int]:
+               latent_only: bool = False, note: Callable[[Paths], tuple[list[list[int]], int]] | None = None
+               ) -> tuple[list[QuestionRun], int]:
     """Run every question's agents (``turns[q][node]`` text, ``turn_ids`` its tokens) in rounds. ``note``
-    (mode=api) is called with the round's paths after the latents and returns each row's written text.
-    Returns the runs and the forward calls."""
+    (mode=api) is called with the round's paths after the latents and returns each row's written tokens
+    and its forward calls. Returns the runs and the forward calls."""
     runs = [QuestionRun(g, [AgentRecord(n, roles[q][n], turns[q][n]) for n in range(g.nodes)])
             for q, g in enumerate(graphs)]
     orders = [g.order() for g in graphs]
@@ -115,12 +117,17 @@ def run_agents(lm: LoadedModel, graphs: list[AgentGraph], roles: list[list[str]]
         paths = prefill(lm, ids, mask, paths=context)
         paths, _, _ = latent_steps(lm, paths, steps, realign)
         forwards += 1 + steps
-        notes = note(paths) if note is not None else [None] * len(active)
+        notes: list[list[int] | None] = [None] * len(active)
+        if note is not None:
+            notes, calls = note(paths)
+            forwards += calls
         for row, (q, n) in enumerate(zip(active, nodes, strict=True)):
             own = _own_blocks(paths, row, n, start, ids.shape[1], steps)
             runs[q].handed[n] = [b for b in own if b.kind == "latent"] if latent_only else own
             record = runs[q].agents[n]
             record.context_positions = sum(b.length for b in reads[row])
             record.handed_positions = sum(b.length for b in runs[q].handed[n])
-            record.text = notes[row]
+            if notes[row] is not None:
+                record.text = lm.tokenizer.decode(notes[row], skip_special_tokens=True)
+                record.note_tokens = len(notes[row])
     return runs, forwards

@@ -87,8 +87,8 @@ class GCacheMethod:
         for start in range(0, len(examples), cfg.batch_size):
             batch = examples[start:start + cfg.batch_size]
             with torch.no_grad():
-                run = run_batch(lm, module, setup, cfg, task, batch, max_new, generator=generator,
-                                threshold=cfg.edge_decision == "threshold", note=note)
+                run = run_batch(lm, module, setup, cfg, task, batch, 0 if cfg.mode == "api" else max_new,
+                                generator=generator, threshold=cfg.edge_decision == "threshold", note=note)
             for row, ex in enumerate(batch):
                 yield self._outcome(lm, task, ex, run, row, max_new, api)
 
@@ -119,9 +119,8 @@ class GCacheMethod:
 
         eos = eos_token_ids(lm)
 
-        def write(paths: Any) -> list[str]:
-            tokens, _ = greedy_decode(lm, paths, None, self.config.agent_tokens, eos)
-            return lm.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        def write(paths: Any) -> tuple[list[list[int]], int]:
+            return greedy_decode(lm, paths, None, self.config.agent_tokens, eos)
 
         return write
 
@@ -149,7 +148,7 @@ class GCacheMethod:
         if api_prompt is not None:
             read.append({"role": f"decision ({cfg.mode} endpoint)", "prompt": api_prompt})
         return Outcome(
-            ex, batch.decision_prompts[row], [text], len(tokens), batch.forwards, latent_steps=nodes * cfg.steps_run,
+            ex, batch.decision_prompts[row], [text], len(tokens) + sum(a.note_tokens for a in run.agents), batch.forwards, latent_steps=nodes * cfg.steps_run,
             latent_budget=nodes * cfg.latent_steps, truncated=[len(tokens) >= max_new] if cfg.mode != "api" else None,
             agent_prompts=read,
             metrics={"edges": float(len(run.graph.edges)), "cache_positions_passed": float(passed),

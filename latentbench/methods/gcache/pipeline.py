@@ -81,7 +81,8 @@ def decision_prompt(lm: LoadedModel, task: Task, ex: Example, system: str) -> st
 
 def run_batch(lm: LoadedModel, module: GCacheModel, setup: GraphSetup, cfg: GraphRunConfig, task: Task,
               examples: list[Example], max_new_tokens: int, *, threshold: bool = False,
-              generator: torch.Generator | None = None, note: Callable[[Paths], list[str]] | None = None) -> BatchRun:
+              generator: torch.Generator | None = None,
+              note: Callable[[Paths], tuple[list[list[int]], int]] | None = None) -> BatchRun:
     from latentbench.methods.agents import token_ids
     from latentbench.methods.latent_ops import decode
     from latentbench.models.latent import pad_left
