@@ -191,6 +191,39 @@ def test_agents_read_exactly_their_predecessors(lm: Any, gsm8k: tuple, graph: st
         assert outcome.metrics["edges"] == len(run.graph.edges)
 
 
+def test_graph_trace_holds_each_questions_graph_agents_and_kv(lm: Any, gsm8k: tuple, tmp_path: Path) -> None:
+    from latentbench.store import DatasetWriter, open_dataset
+    from latentbench.store.synthetic import INFO
+
+    task, examples = gsm8k
+    method = make_method("gcache", {"max_new_tokens": 3, "latent_steps": 2, "agents": 3, "save_kv": True}, seed=0)
+    torch.manual_seed(0)
+    outcomes = list(method.run(lm, task, examples[:2]))
+    writer = DatasetWriter(tmp_path / "g", kind="graph-trace", info=INFO)
+    for o in outcomes:
+        with writer.example(o.example.id) as ex:
+            method.write(ex, o, "graph-trace")
+    writer.finalize()
+    ds = open_dataset(tmp_path / "g")
+    agents, edges, questions = ds.table("agents"), ds.table("edges"), ds.table("questions")
+    for o in outcomes:
+        run = o.artifacts["run"]
+        mine = edges.filter(edges["example_id"] == o.example.id)
+        assert sorted(zip(mine["src"], mine["dst"], strict=True)) == sorted(run.graph.probs)
+        assert {(s, d) for s, d, t in zip(mine["src"], mine["dst"], mine["taken"], strict=True) if t} == set(run.graph.edges)
+        q = questions.filter(questions["example_id"] == o.example.id).row(0, named=True)
+        assert q["n_edges"] == len(run.graph.edges) and q["log_prob"] == pytest.approx(float(run.graph.log_prob))
+        assert q["cache_positions_passed"] == o.metrics["cache_positions_passed"] and q["cache_transport"] == "kv"
+        for row in agents.filter(agents["example_id"] == o.example.id).iter_rows(named=True):
+            agent = run.agents[row["node"]]
+            assert row["predecessors"] == run.graph.predecessors(row["node"])
+            assert row["context_shape"] == [2, 2, agent.context_positions, 16]  # tiny: 2 layers, 2 kv heads, dim 16
+            kv = ds.array("agent_kv", row["kv_ref"], torch=True)
+            assert kv.shape == (2, 2, 2, agent.handed_positions, 16)
+            own = run.handed[row["node"]]
+            assert torch.equal(kv[1], torch.cat([b.values for b in own], dim=2).half())
+
+
 def test_latent_only_hands_on_latent_positions(lm: Any, gsm8k: tuple) -> None:
     task, examples = gsm8k
     for outcome in _run(lm, task, examples[:2], graph="Chain", latent_only=True):

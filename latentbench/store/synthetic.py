@@ -184,6 +184,7 @@ def write_graph_trace(ex: ExampleWriter, i: int) -> Expected:
         passed += read
         agents.append({"node": node, "role": ["math solver", "inspector", "mathematical analyst"][node], "order": node,
                        "predecessors": preds, "prompt": f"agent {node}: Q{i}", "context_positions": read,
+                       "context_shape": [2, 2, read, 4],
                        "handed_positions": own, "text": None,
                        "kv_ref": _array(out, ex, "agent_kv", random_bits(rng, (2, 2, 2, own, 4), "float16"))})
     _rows(out, ex, "agents", agents)

@@ -167,6 +167,8 @@ class GCacheMethod:
         ex.add_rows("edges", [{"src": i, "dst": j, "prob": p, "taken": (i, j) in run.graph.edges}
                               for (i, j), p in sorted(run.graph.probs.items())])
         rows = []
+        some = next((b for blocks in run.handed.values() for b in blocks), None)  # none: nothing was handed on
+        dims = None if some is None else (some.keys.shape[0], some.keys.shape[1], some.keys.shape[3])
         for node in range(run.graph.nodes):
             agent = run.agents[node]
             ref = None
@@ -177,7 +179,9 @@ class GCacheMethod:
                 ref = ex.add_array("agent_kv", torch.stack([keys, values]).to(torch.float16).cpu())
             rows.append({"node": node, "role": agent.role, "order": order.index(node),
                          "predecessors": run.graph.predecessors(node), "prompt": agent.prompt,
-                         "context_positions": agent.context_positions, "handed_positions": agent.handed_positions,
+                         "context_positions": agent.context_positions,
+                         "context_shape": None if dims is None else [dims[0], dims[1], agent.context_positions, dims[2]],
+                         "handed_positions": agent.handed_positions,
                          "text": agent.text, "kv_ref": ref})
         ex.add_rows("agents", rows)
         log_prob = run.graph.log_prob
