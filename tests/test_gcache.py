@@ -328,7 +328,7 @@ class TestGCacheTrainer(TrainerTests):
     @property
     def config_overrides(self) -> dict[str, Any]:  # type: ignore[override]
         return {"model": str(saved_tiny_model("qwen2")), "agents": 3, "latent_steps": 1, "max_new_tokens": 3,
-                "limit": 8, "learning_rate": 0.05}
+                "limit": 8, "learning_rate": 0.05, "gcn_hidden": 8, "embed_dim": 4}
 
     def make_datasets(self, tmp_path: Path) -> list[Path]:
         return []  # items come from --task's training questions
@@ -357,6 +357,23 @@ class TestGCacheTrainer(TrainerTests):
         assert any(n.startswith("policy.mlp") for n in names)
         assert {"fuser.gate_logits", "fuser.scorer"} <= names
         assert not any(p.requires_grad for p in trainer._lm.model.parameters())  # the LM stays frozen
+
+    def test_the_method_runs_the_trained_policy_and_fuser(self, trained: Path, gsm8k: tuple) -> None:
+        from latentbench.models import load_model
+        from latentbench.train.testing import saved_tensors
+
+        lm = load_model(str(saved_tiny_model("qwen2")))
+        method = make_method("gcache", {"checkpoint": str(trained), "agents": 3, "latent_steps": 1,
+                                        "max_new_tokens": 3})  # default widths: the checkpoint's are used
+        state = method.module(lm).state_dict()
+        saved = saved_tensors(trained)
+        assert saved.keys() == state.keys() and all(torch.equal(state[k], saved[k]) for k in saved)
+        assert float(saved["fuser.gate_logits"].abs().sum()) > 0  # trained: not the identity fuser any more
+        task, examples = gsm8k
+        assert len(list(method.run(lm, task, examples[:1]))) == 1
+        other = load_model(str(saved_tiny_model("qwen2", seed=1)))
+        with pytest.raises(UsageError, match="checkpoint"):
+            method.module(other)  # trained on another model's states
 
     def test_refuses_datasets_and_fixed_graphs(self) -> None:
         with pytest.raises(UsageError, match="takes no datasets"):

@@ -43,25 +43,25 @@ class GCacheMethod:
         self.config = config
 
     def module(self, lm: LoadedModel) -> GCacheModel:
+        """The policy and fuser: untrained (a random GCN, the identity fuser), or the checkpoint's (built at
+        its widths)."""
+        from dataclasses import replace
         from pathlib import Path
 
         from latentbench.methods.gcache.model import GCacheModel
         from latentbench.train.checkpoint import load_checkpoint, trained_output
 
         cfg = self.config
-        module = GCacheModel.for_model(lm, cfg)
-        if cfg.checkpoint:
-            record = trained_output(Path(cfg.checkpoint), "gcache", "checkpoint", lm.model_id, lm.weights_sha256)
-            trained = record["config"]
-            if cfg.graph == "learned" and (trained.get("gcn_hidden"), trained.get("embed_dim")) != (cfg.gcn_hidden,
-                                                                                                    cfg.embed_dim):
-                module = GCacheModel.for_model(lm, type(cfg)(**{**config_dict(cfg), "gcn_hidden": trained["gcn_hidden"],
-                                                                 "embed_dim": trained["embed_dim"]}))
-            load_checkpoint(cfg.checkpoint, module)
-            for name in ("agents", "roles", "latent_steps", "latent_only", "edge_temperature"):
-                if name in trained and trained[name] != getattr(cfg, name):
-                    log.warning("checkpoint %s was trained with %s=%s; this run uses %s", cfg.checkpoint, name,
-                                trained[name], getattr(cfg, name))
+        if not cfg.checkpoint:
+            return GCacheModel.for_model(lm, cfg).eval()
+        trained = trained_output(Path(cfg.checkpoint), "gcache", "checkpoint", lm.model_id, lm.weights_sha256)["config"]
+        widths = {name: trained.get(name, getattr(cfg, name)) for name in ("gcn_hidden", "embed_dim")}
+        module = GCacheModel.for_model(lm, replace(cfg, **widths))
+        load_checkpoint(cfg.checkpoint, module)
+        for name in ("agents", "roles", "latent_steps", "latent_only", "edge_temperature"):
+            if name in trained and trained[name] != getattr(cfg, name):
+                log.warning("checkpoint %s was trained with %s=%s; this run uses %s", cfg.checkpoint, name,
+                            trained[name], getattr(cfg, name))
         return module.eval()
 
     def resolved(self, task: Task) -> dict[str, Any]:
