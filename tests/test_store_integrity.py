@@ -131,26 +131,23 @@ def test_replay_refuses_a_byte_flip_anywhere_in_its_table_before_loading_a_model
 
 
 def bytes_read_for(tree: Path, name: str, index: int, key: str) -> set[int]:
-    """Offsets of shard file ``key`` that reading item ``index`` of array ``name`` fetches."""
-    import zarr.storage
-    from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+    """Offsets of shard file ``key`` that reading item ``index`` of array ``name`` fetches (the local
+    shard reader's preads: the path every local read takes)."""
+    from unittest import mock
 
-    size = (tree / "arrays.zarr" / key).stat().st_size
+    from latentbench.store.shards import LocalShards
+
     seen: set[int] = set()
+    real, shard = LocalShards._pread, int(key.rsplit("/", 1)[1])
 
-    class Recorder(zarr.storage.WrapperStore):
-        async def get(self, k, prototype, byte_range=None):
-            if k == key:
-                if isinstance(byte_range, RangeByteRequest):
-                    seen.update(range(byte_range.start, byte_range.end))
-                elif isinstance(byte_range, SuffixByteRequest):
-                    seen.update(range(size - byte_range.suffix, size))
-                else:
-                    seen.update(range(size))
-            return await super().get(k, prototype, byte_range)
+    def pread(self: LocalShards, fd: int, s: int, offset: int, length: int) -> bytes:
+        if s == shard:
+            seen.update(range(offset, offset + length))
+        return real(self, fd, s, offset, length)
 
-    open_dataset(tree, array_store=Recorder(zarr.storage.LocalStore(tree / "arrays.zarr", read_only=True))).array(
-        name, index)
+    with mock.patch.object(LocalShards, "_pread", pread):
+        open_dataset(tree).array(name, index)
+    assert seen, "the read did not go through the local shard reader"
     return seen
 
 

@@ -86,3 +86,59 @@ def test_one_nodes_kv_reads_alone(gsm8k20: Path) -> None:
         assert ranges == {(c * stored, (c + 1) * stored) for c in chunks}, (ref, store.reads)
         read = sum(e - s for s, e in ranges)
         assert read < (offsets[ref + 1] - offsets[ref] + 2 * CHUNK) * itemsize + 8 < shard.stat().st_size / 20
+
+
+def test_the_local_reader_fetches_only_the_nodes_chunks_and_the_index(gsm8k20: Path) -> None:
+    """Local datasets read through ``store/shards.py`` (pread, no zarr event loop): same values as zarr,
+    and only the node's inner chunks plus the shard index leave the disk."""
+    from unittest import mock
+
+    from latentbench.store.shards import LocalShards
+
+    ds = open_dataset(gsm8k20)
+    segments = ds.table("kv_segments")
+    offsets = np.concatenate([[0], np.cumsum([int(np.prod(s)) for s in segments["shape"].to_list()])])
+    itemsize = {"float32": 4, "float16": 2, "bfloat16": 2}[ds.manifest["arrays"]["kv"]["dtype"]]
+    stored = CHUNK * itemsize + 4
+    shard_size = (gsm8k20 / "arrays.zarr/kv/data/c/0").stat().st_size
+    per_shard = ds.manifest["arrays"]["kv"]["shard_elements"] // CHUNK
+    reads: list[tuple[int, int]] = []
+    real = LocalShards._pread
+
+    def pread(self: LocalShards, fd: int, shard: int, offset: int, length: int) -> bytes:
+        reads.append((offset, offset + length))
+        return real(self, fd, shard, offset, length)
+
+    for ref in (0, len(segments) // 2, len(segments) - 1):
+        reads.clear()
+        with mock.patch.object(LocalShards, "_pread", pread):
+            got = open_dataset(gsm8k20).array("kv", ref)
+        whole = zarr.open_array(gsm8k20 / "arrays.zarr/kv/data", mode="r")[offsets[ref] : offsets[ref + 1]]
+        np.testing.assert_array_equal(np.asarray(got).reshape(-1), whole)
+        chunks = range(offsets[ref] // CHUNK, (offsets[ref + 1] - 1) // CHUNK + 1)
+        index = (shard_size - 16 * per_shard - 4, shard_size)
+        assert sorted(reads) == sorted([index, *((c * stored, (c + 1) * stored) for c in chunks)]), ref
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4", "zstd", "blosc-zstd-bitshuffle"])
+def test_the_local_reader_matches_zarr_for_every_codec_across_shards(codec: str, tmp_path: Path) -> None:
+    from latentbench.store.synthetic import INFO
+
+    rng = np.random.default_rng(0)
+    items = [rng.standard_normal((2, 1, 1, int(rng.integers(1, 30)), 2)).astype(np.float32) for _ in range(40)]
+    items[5][:] = 0  # an all-zero stretch (zarr may leave such a chunk unwritten: read as fill)
+    writer = DatasetWriter(tmp_path / codec, kind="kv-shard", info=INFO, codec=codec, chunk_elements=64,
+                           shard_bytes=64 * 4 * 8, durable=False)  # 8 inner chunks per shard: many shards
+    for i, item in enumerate(items):
+        with writer.example(f"q{i}") as ex:
+            ex.add_array("kv", item, owner="agent:0")
+    writer.finalize()
+    local = open_dataset(tmp_path / codec)
+    assert local._array("kv")._local is not None
+    assert len(list((tmp_path / codec / "arrays.zarr/kv/data/c").iterdir())) > 4
+    through_zarr = open_dataset(tmp_path / codec, array_store=zarr.storage.LocalStore(
+        tmp_path / codec / "arrays.zarr", read_only=True))
+    assert through_zarr._array("kv")._local is None
+    for i, item in enumerate(items):
+        np.testing.assert_array_equal(local.array("kv", i), item)
+        np.testing.assert_array_equal(through_zarr.array("kv", i), item)

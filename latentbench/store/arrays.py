@@ -177,9 +177,10 @@ class RaggedArray:
     every read inside a single offsets chunk.
     """
 
-    def __init__(self, group: zarr.Group, name: str, where: Any = None) -> None:
+    def __init__(self, group: zarr.Group, name: str, where: Any = None, local: Any = None) -> None:
         sub = group[name]
         self.name, self._where = name, where or name
+        self._local = local  # a LocalShards for ``data`` (synchronous reads), or None: read through zarr
         self.dtype: str = sub.attrs["dtype"]
         self._data, self._offsets, self._shapes = sub["data"], sub["offsets"], sub["shapes"]
         self._index_chunk = self._offsets.chunks[0]
@@ -201,7 +202,10 @@ class RaggedArray:
         start = int(offsets[index % self._index_chunk])
         shape = tuple(int(x) for x in shapes[index % self._index_chunk])
         try:
-            raw = np.asarray(self._data[start : start + math.prod(shape)]).reshape(shape)
+            if self._local is not None:
+                raw = self._local.read(start, start + math.prod(shape)).reshape(shape)
+            else:
+                raw = np.asarray(self._data[start : start + math.prod(shape)]).reshape(shape)
         except DatasetIntegrityError:
             raise
         except Exception as exc:  # a bad crc32c, shard index or codec frame: the bytes on disk changed

@@ -118,11 +118,31 @@ class Dataset:
             try:
                 if self._group is None:
                     self._group = zarr.open_group(store, mode="r")
-                self._arrays[name] = RaggedArray(self._group, name, where=self.path / ARRAYS / name)
+                self._arrays[name] = RaggedArray(self._group, name, where=self.path / ARRAYS / name,
+                                                 local=self._local_shards(name))
             except (KeyError, FileNotFoundError, zarr.errors.BaseZarrError) as exc:
                 raise DatasetIntegrityError(f"{self.path / ARRAYS / name}: missing or unreadable Zarr array "
                                             f"({type(exc).__name__})") from None
         return self._arrays[name]
+
+    def _local_shards(self, name: str) -> Any:
+        """Synchronous reads of ``name``'s sharded data on local disk (None: remote, or another layout);
+        each shard file is checked for presence and size against manifest.json on first use, as
+        ``VerifiedStore`` does, and every byte read by its crc32c."""
+        if self._array_store is not None or "shard_elements" not in self.manifest["arrays"][name]:
+            return None
+        from latentbench.store.integrity import file_problem, verify_file
+        from latentbench.store.shards import LocalShards
+
+        verify_file(self.path, f"{ARRAYS}/{name}/data/zarr.json", self.manifest["files"])  # read before zarr does
+
+        def check(shard: int) -> None:
+            rel = f"{ARRAYS}/{name}/data/c/{shard}"
+            problem = file_problem(self.path, rel, self.manifest["files"].get(rel), hash_it=False)
+            if problem:
+                raise DatasetIntegrityError(problem)
+
+        return LocalShards.open(self.path / ARRAYS / name / "data", check)
 
     def verify(self, *, tables_only: bool = False) -> list[str]:
         """Files against manifest.json: every file present at its size, nothing unlisted, and the sha256 of
