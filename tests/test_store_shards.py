@@ -18,7 +18,7 @@ from latentbench.store import DatasetWriter, open_dataset
 from latentbench.store.arrays import DEFAULT_SHARD_BYTES
 
 SMALL = {"agents": 2, "branches": 2, "latent_steps": 2, "keep": 3, "max_new_tokens": 6}
-CHUNK = 256  # inner chunk (elements), sized to the tiny model's node caches as 2^18 is to a real model's
+CHUNK = 256  # inner chunk (elements), sized to the tiny model's node caches as 2^16 is to a real model's
 QUESTIONS = 20
 
 

@@ -34,7 +34,7 @@ import torch
 
 DTYPES = ("float32", "bfloat16", "float16")
 CODECS = ("none", "lz4", "zstd", "blosc-zstd-bitshuffle")
-CHUNKS = (1 << 16, 1 << 17)  # inner chunk sizes tried besides the default, with the default codec
+CHUNKS = (1 << 17, 1 << 18)  # inner chunk sizes tried besides the default, with the default codec
 
 
 def gsm8k_texts(limit: int) -> list[str]:

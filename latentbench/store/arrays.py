@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 CODECS = ("none", "lz4", "zstd", "blosc-zstd-bitshuffle")
 # Picked by bench/store/run.py on real SmolLM2 KV caches (see bench/store/README.md).
 DEFAULT_CODEC = "none"
-DEFAULT_CHUNK_ELEMENTS = 1 << 18  # inner chunk: 1 MiB of float32, 512 KiB of float16
+DEFAULT_CHUNK_ELEMENTS = 1 << 16  # inner chunk: 256 KiB of float32, 128 KiB of float16 (bench/store)
 DEFAULT_SHARD_BYTES = 1 << 30  # one file per GiB of tensors (~1,100 SmolLM2 float32 node caches)
 INDEX_CHUNK = 4096  # items per inner chunk of offsets/shapes
 INDEX_SHARD = 1 << 20  # items per file of offsets/shapes
@@ -110,7 +110,7 @@ class RaggedWriter:
         sdt = np.dtype(storage_dtype(dtype))
         sub = group.create_group(name, attributes={**attributes, "dtype": dtype, "storage_dtype": sdt.name})
         # Neither larger than the array: zarr stores an edge chunk at full size (uncompressed, a 408-element
-        # array would take a 2^18-element file) and a shard's index has an entry per inner chunk of its shape.
+        # array would take a 2^16-element file) and a shard's index has an entry per inner chunk of its shape.
         chunk_elements = min(chunk_elements, max(1, elements))
         shard = min(shard_elements(chunk_elements, shard_bytes, sdt.itemsize),
                     max(1, -(-elements // chunk_elements)) * chunk_elements)
