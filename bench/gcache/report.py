@@ -76,7 +76,8 @@ def edge_probabilities(checkpoint: str, task_name: str, limit: int) -> dict[str,
         mean = probs.mean(0)
         out[name] = {f"{i}->{j}": round(float(mean[i, j]), 4) for i in range(len(setup.roles))
                      for j in range(len(setup.roles)) if i != j}
-        out[name + "_fuser_gates"] = [round(float(g), 4) for g in 2 * torch.sigmoid(module.fuser.gate_logits)]
+        gates = 2 * torch.sigmoid(module.fuser.gate_logits.detach())
+        out[name + "_fuser_gates"] = [round(float(g), 4) for g in gates]
     return out
 
 
@@ -104,7 +105,8 @@ def main() -> None:
                       f"{r['tokens_per_q']:.1f}", f"{r['cache_positions_per_q']:.0f}", f"{r['edges_per_q']:.2f}",
                       f"{r['wall_s_per_q']:.1f}", f"{r['accuracy'] - ref['accuracy']:+.3f}",
                       f"{r['cache_positions_per_q'] / ref['cache_positions_per_q']:.2f}×")
-    Console().print(table)
+    console = Console(width=200)
+    console.print(table)
     report: dict[str, Any] = {"task": args.task, "rows": [{k: v for k, v in r.items() if k != "question_ids"}
                                                           for r in rows]}
     if args.checkpoint:
@@ -115,8 +117,8 @@ def main() -> None:
         for edge, before in probs["untrained"].items():
             after = probs["trained"][edge]
             edges.add_row(edge, f"{before:.3f}", f"{after:.3f}", f"{after - before:+.3f}")
-        Console().print(edges)
-        Console().print(f"fuser gates per layer, trained: {probs['trained_fuser_gates']}")
+        console.print(edges)
+        console.print(f"fuser gates per layer, trained: {probs['trained_fuser_gates']}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.task}.json").write_text(json.dumps(report, indent=2) + "\n")
