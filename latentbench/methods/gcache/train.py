@@ -184,7 +184,6 @@ class GCacheTrainer:
                       "edges": float(edges.mean()), "baseline": float(new_baseline),
                       "edge_prob": _mean_prob(run.runs)}
 
-
     def correct(self, example: Any, text: str) -> float:
         """1.0 when the decision node's answer is right (the task's primary scoring), else 0.0."""
         data = self._data
