@@ -74,7 +74,7 @@ def test_roles_cycle_per_domain_and_the_prior_links_them() -> None:
 def test_log_prob_sums_over_taken_and_untaken_allowed_edges() -> None:
     n = 4
     probs = torch.rand(n, n, generator=torch.Generator().manual_seed(3)) * 0.9 + 0.05
-    mask = candidate_mask("learned", n)
+    mask = candidate_mask(n)
     for seed in range(10):
         g = sample_dag(probs, mask, generator=torch.Generator().manual_seed(seed))
         # the allowed candidates: every ordered pair the walk did not skip for closing a cycle
@@ -94,7 +94,7 @@ def test_log_prob_sums_over_taken_and_untaken_allowed_edges() -> None:
 
 def test_threshold_keeps_exactly_the_likely_acyclic_edges() -> None:
     probs = torch.tensor([[0.0, 0.9, 0.2], [0.8, 0.0, 0.7], [0.6, 0.4, 0.0]])
-    g = sample_dag(probs, candidate_mask("learned", 3), threshold=True)
+    g = sample_dag(probs, candidate_mask(3), threshold=True)
     # 0->1 taken; 1->0 would close a cycle; 1->2 taken; 2->0 and 2->1 would close cycles
     assert g.edges == [(0, 1), (1, 2)]
     assert set(g.probs) == {(0, 1), (0, 2), (1, 2)}
@@ -109,7 +109,7 @@ def test_reinforce_step_moves_the_graph_with_its_advantage(reward: float, direct
     n, dim = 4, 12
     policy = GraphPolicy(dim, 8, 6)
     features, prior = torch.randn(n, dim), torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
-    mask = candidate_mask("learned", n)
+    mask = candidate_mask(n)
     optimizer = torch.optim.Adam(policy.parameters(), lr=0.01)
     graph = sample_dag(policy(features, prior), mask, generator=torch.Generator().manual_seed(1))
     before = float(graph.log_prob.detach())

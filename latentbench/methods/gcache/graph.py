@@ -152,7 +152,7 @@ class GraphPolicy(nn.Module):
         return torch.sigmoid(self.logits(features, edge_index) / temperature)
 
 
-def candidate_mask(graph: str, n: int) -> torch.Tensor:
+def candidate_mask(n: int) -> torch.Tensor:
     """Edges the sampler may take: every ordered pair of distinct nodes (learned, Random)."""
     return ~torch.eye(n, dtype=torch.bool)
 
@@ -162,9 +162,9 @@ def make_graph(graph: str, n: int, probs: torch.Tensor | None = None, *, thresho
     """A question's graph: sampled from ``probs`` (learned), from p = 0.5 (Random), or fixed."""
     if graph == "learned":
         assert probs is not None, "a learned graph needs the policy's edge probabilities"
-        return sample_dag(probs, candidate_mask(graph, n), threshold=threshold, generator=generator)
+        return sample_dag(probs, candidate_mask(n), threshold=threshold, generator=generator)
     if graph == "Random":
-        sampled = sample_dag(torch.full((n, n), 0.5), candidate_mask(graph, n), generator=generator)
+        sampled = sample_dag(torch.full((n, n), 0.5), candidate_mask(n), generator=generator)
         return AgentGraph(n, sampled.edges, sampled.probs)
     edges = fixed_edges(graph, n)
     return AgentGraph(n, edges, dict.fromkeys(edges, 1.0))
