@@ -4,6 +4,7 @@ and one node's KV still reads on its own (its inner chunks and the shard index, 
 from __future__ import annotations
 
 import functools
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,116 @@ def test_the_local_reader_matches_zarr_for_every_codec_across_shards(codec: str,
     for i, item in enumerate(items):
         np.testing.assert_array_equal(local.array("kv", i), item)
         np.testing.assert_array_equal(through_zarr.array("kv", i), item)
+
+
+def _items(seed: int, n: int, most: int = 30) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((2, 1, 1, int(rng.integers(1, most)), 2)).astype(np.float32) for _ in range(n)]
+
+
+def _write(path: Path, items: list[np.ndarray], codec: str = "none", stop: int | None = None, **kwargs) -> DatasetWriter:
+    """Examples of one or two items each; with ``stop``, the writer is closed unfinished after it."""
+    from latentbench.store.synthetic import INFO
+
+    writer = DatasetWriter(path, kind="kv-shard", info=INFO, codec=codec, durable=False, **kwargs)
+    cuts = [i for i in range(len(items)) if i % 3 != 2]  # examples of one item and of two, alternating
+    groups = [items[a:b] for a, b in zip(cuts, [*cuts[1:], len(items)], strict=True)]
+    for i, group in enumerate(groups[:stop]):
+        if f"q{i}" in writer.completed_ids():
+            continue
+        with writer.example(f"q{i}") as ex:
+            for item in group:
+                ex.add_array("kv", item, owner="agent:0")
+    if stop is not None:
+        writer.close()
+    return writer
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4", "zstd", "blosc-zstd-bitshuffle"])
+@pytest.mark.parametrize(("n", "shard_chunks"), [(40, 8), (40, 1000), (1, 1000)])
+def test_streamed_shards_are_the_bytes_zarr_writes(codec: str, n: int, shard_chunks: int, tmp_path: Path) -> None:
+    """The shard files the writer streams (each array byte written once) equal, byte for byte, what
+    zarr's own sharding codec writes for the same data, chunk and shard sizes: many shards with a
+    partial last one, one shard cut to the array's size, and an array smaller than one inner chunk."""
+    from latentbench.store.arrays import codec_chain
+
+    items = _items(1, n)
+    items[0][:] = 0  # an all-zero chunk: written all the same (write_empty_chunks)
+    _write(tmp_path / "ds", items, codec, chunk_elements=64, shard_bytes=64 * 4 * shard_chunks).finalize()
+    meta = open_dataset(tmp_path / "ds").manifest["arrays"]["kv"]
+    flat = np.concatenate([i.reshape(-1) for i in items])
+    ref = zarr.create_array(zarr.storage.LocalStore(tmp_path / "ref"), shape=flat.shape,
+                            chunks=(meta["chunk_elements"],), shards=(meta["shard_elements"],), dtype=flat.dtype,
+                            fill_value=0, compressors=codec_chain(codec, 4), config={"write_empty_chunks": True})
+    ref[:] = flat
+    ours = sorted((tmp_path / "ds/arrays.zarr/kv/data/c").iterdir())
+    theirs = sorted((tmp_path / "ref/c").iterdir())
+    assert [p.name for p in ours] == [p.name for p in theirs]
+    assert len(ours) == (1 if shard_chunks == 1000 else -(-flat.size // (64 * shard_chunks)))
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    if n == 1:
+        assert meta["chunk_elements"] == flat.size < 64
+
+
+def test_array_bytes_reach_the_journal_only_as_tails(tmp_path: Path) -> None:
+    """Whole inner chunks go straight to the shard file; a journal entry holds at most one chunk's
+    worth of its example's elements (those after the last whole chunk), so the bytes are written once."""
+    items = _items(2, 30, most=200)
+    writer = _write(tmp_path / "ds", items, chunk_elements=64, stop=30)
+    journal = tmp_path / "ds/.journal"
+    shard = journal / "arrays/kv/c/0"
+    total = sum(i.nbytes for i in items)
+    assert total - 64 * 4 <= shard.stat().st_size <= total + 4 * total // (64 * 4)  # + one crc32c per chunk
+    for entry in journal.glob("*.lbj"):
+        assert entry.stat().st_size < 64 * 4 + 4096, entry
+    del writer
+
+
+@pytest.mark.parametrize("stop", [1, 4, 11])
+def test_resume_mid_chunk_after_a_torn_shard_write_is_byte_identical(stop: int, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run stopped after ``stop`` examples, whose shard file also got bytes of an example that never
+    committed (a kill between the shard write and the journal entry), resumes from the entries' tails
+    and cuts the junk: the dataset equals an uninterrupted run's."""
+    from latentbench.store.testing import file_hashes
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    items = _items(3, 20, most=60)
+    _write(tmp_path / "plain", items, chunk_elements=64, shard_bytes=64 * 4 * 4).finalize()
+    _write(tmp_path / "resumed", items, chunk_elements=64, shard_bytes=64 * 4 * 4, stop=stop)
+    shards = sorted((tmp_path / "resumed/.journal/arrays/kv/c").iterdir(), key=lambda p: int(p.name))
+    with open(shards[-1], "ab") as f:
+        f.write(b"\x07" * 1000)  # a torn write
+    (shards[-1].parent / str(len(shards) + 3)).write_bytes(b"junk")  # a shard no entry reached
+    _write(tmp_path / "resumed", items, chunk_elements=64, shard_bytes=64 * 4 * 4).finalize()
+    assert file_hashes(tmp_path / "resumed") == file_hashes(tmp_path / "plain")
+    ds = open_dataset(tmp_path / "resumed")
+    assert ds.validate() == []
+    for i, item in enumerate(items):
+        np.testing.assert_array_equal(ds.array("kv", i), item)
+
+
+def test_a_journal_from_before_streaming_is_refused_not_finalized_without_its_arrays(tmp_path: Path) -> None:
+    """An unfinished write by the previous layout (array bytes inside the journal entries) must not be
+    finalized as if it had no arrays: one line naming the entry, and the lock is released."""
+    import json
+    import struct
+
+    from latentbench.errors import UsageError
+    from latentbench.store.journal import MAGIC
+
+    _write(tmp_path / "ds", _items(4, 3), chunk_elements=64, stop=2)
+    entry = sorted((tmp_path / "ds/.journal").glob("*.lbj"))[0]
+    raw = entry.read_bytes()
+    n = struct.unpack("<4sQ", raw[:12])[1]
+    header = json.loads(raw[12:12 + n])
+    del header["streams"]
+    head = json.dumps(header).encode()
+    entry.write_bytes(struct.pack("<4sQ", MAGIC, len(head)) + head)
+    with pytest.raises(UsageError, match=f"{entry.name}: journal of an unfinished write by an older"):
+        _write(tmp_path / "ds", _items(4, 3), chunk_elements=64)
+    shutil.rmtree(tmp_path / "ds/.journal/arrays")
+    (tmp_path / "ds/.journal" / entry.name).unlink()
+    with pytest.raises(Exception, match="journal entry 0 is missing"):  # the lock was released: it got this far
+        _write(tmp_path / "ds", _items(4, 3), chunk_elements=64)

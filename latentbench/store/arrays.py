@@ -64,19 +64,50 @@ def from_storage(raw: np.ndarray, dtype: str, as_torch: bool = False) -> Any:
     return raw
 
 
+# Inner-chunk compressors: (zarr codec, the numcodecs codec that encodes the same bytes) by name.
+_COMPRESSORS: dict[str, tuple[str, dict[str, Any]] | None] = {
+    "none": None,
+    "lz4": ("blosc", {"cname": "lz4", "clevel": 1, "shuffle": "shuffle"}),
+    "zstd": ("zstd", {"level": 1}),
+    "blosc-zstd-bitshuffle": ("blosc", {"cname": "zstd", "clevel": 5, "shuffle": "bitshuffle"}),
+}
+_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+
+
+def _compressor(codec: str) -> tuple[str, dict[str, Any]] | None:
+    if codec not in _COMPRESSORS:
+        raise UsageError(f"unknown codec {codec!r} (choose from {', '.join(CODECS)})")
+    return _COMPRESSORS[codec]
+
+
 def codec_chain(codec: str, itemsize: int) -> list[Any]:
     """Bytes-to-bytes codecs of one inner chunk: the compressor (if any), then a crc32c of the result."""
     import zarr.codecs as zc
 
-    chains = {
-        "none": [],
-        "lz4": [zc.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle", typesize=itemsize)],
-        "zstd": [zc.ZstdCodec(level=1)],
-        "blosc-zstd-bitshuffle": [zc.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle", typesize=itemsize)],
-    }
-    if codec not in chains:
-        raise UsageError(f"unknown codec {codec!r} (choose from {', '.join(CODECS)})")
-    return [*chains[codec], zc.Crc32cCodec()]
+    comp = _compressor(codec)
+    if comp is None:
+        return [zc.Crc32cCodec()]
+    name, config = comp
+    compressor = (zc.BloscCodec(**config, typesize=itemsize) if name == "blosc" else zc.ZstdCodec(**config))
+    return [compressor, zc.Crc32cCodec()]
+
+
+def chunk_encoder(codec: str, itemsize: int) -> Any:
+    """bytes -> the compressed inner chunk, as zarr's codec of :func:`codec_chain` writes it (the same
+    numcodecs call, so the shard files streams.py writes are byte-identical to zarr's); None: stored as is."""
+    comp = _compressor(codec)
+    if comp is None:
+        return None
+    name, config = comp
+    if name == "zstd":
+        from numcodecs import Zstd
+
+        return Zstd(level=config["level"], checksum=False).encode
+    from numcodecs.blosc import Blosc
+
+    blosc = Blosc.from_config({"cname": config["cname"], "clevel": config["clevel"],
+                               "shuffle": _SHUFFLE[config["shuffle"]], "blocksize": 0, "typesize": itemsize})
+    return lambda data: blosc.encode(np.frombuffer(data, dtype=np.uint8))
 
 
 def shard_elements(chunk_elements: int, shard_bytes: int, itemsize: int) -> int:
@@ -84,89 +115,27 @@ def shard_elements(chunk_elements: int, shard_bytes: int, itemsize: int) -> int:
     return chunk_elements * max(1, shard_bytes // (chunk_elements * itemsize))
 
 
-class RaggedWriter:
-    """Streams items into a new ragged array, writing only whole shards until :meth:`close`.
-
-    Sizes are known up front (from the journal), so arrays are created at final shape and every write
-    covers one shard (the last one: what is left): each shard file is written once, no
-    read-modify-write, and identical inputs give identical bytes. Items are copied into one reused
-    shard-sized buffer, so memory stays at about one shard (plus zarr's encoded copy).
-    """
-
-    def __init__(
-        self,
-        group: zarr.Group,
-        name: str,
-        *,
-        dtype: str,
-        ndim: int,
-        items: int,
-        elements: int,
-        codec: str,
-        chunk_elements: int,
-        shard_bytes: int,
-        attributes: dict[str, Any],
-    ) -> None:
-        sdt = np.dtype(storage_dtype(dtype))
-        sub = group.create_group(name, attributes={**attributes, "dtype": dtype, "storage_dtype": sdt.name})
-        # Neither larger than the array: zarr stores an edge chunk at full size (uncompressed, a 408-element
-        # array would take a 2^16-element file) and a shard's index has an entry per inner chunk of its shape.
-        chunk_elements = min(chunk_elements, max(1, elements))
-        shard = min(shard_elements(chunk_elements, shard_bytes, sdt.itemsize),
-                    max(1, -(-elements // chunk_elements)) * chunk_elements)
-        # write_empty_chunks: store every inner chunk as is; zarr would otherwise compare each with the
-        # fill value first (a full extra pass, ~3x slower writes) only to drop the rare all-zero one.
-        self._data = sub.create_array(
-            "data", shape=(elements,), chunks=(chunk_elements,), shards=(shard,), dtype=sdt, fill_value=0,
-            compressors=codec_chain(codec, sdt.itemsize), dimension_names=["element"],
-            config={"write_empty_chunks": True},
-        )
-        index = {"dtype": "int64", "compressors": codec_chain("zstd", 8), "fill_value": 0,
-                 "config": {"write_empty_chunks": True}}
-        index_shard = min(INDEX_SHARD, -(-(items + 1) // INDEX_CHUNK) * INDEX_CHUNK)
-        self._offsets = sub.create_array(
-            "offsets", shape=(items + 1,), chunks=(INDEX_CHUNK,), shards=(index_shard,),
-            dimension_names=["item"], **index,
-        )
-        self._shapes = sub.create_array(
-            "shapes", shape=(items, ndim), chunks=(INDEX_CHUNK, ndim), shards=(index_shard, ndim),
-            dimension_names=["item", "axis"], **index,
-        )
-        self._sdt, self._ndim, self.chunk_elements, self.shard_elements = sdt, ndim, chunk_elements, shard
-        self._offsets_buf = [0]
-        self._shapes_buf: list[tuple[int, ...]] = []
-        self._buf = np.empty(min(shard, elements), dtype=sdt)  # the shard being filled
-        self._fill = 0
-        self._written = 0
-
-    def append(self, raw: np.ndarray) -> None:
-        if raw.dtype != self._sdt or raw.ndim != self._ndim:
-            raise DatasetIntegrityError(f"item {len(self._shapes_buf)} has {raw.dtype}/{raw.ndim}d, "
-                                        f"array is {self._sdt}/{self._ndim}d")
-        self._shapes_buf.append(raw.shape)
-        self._offsets_buf.append(self._offsets_buf[-1] + raw.size)
-        if self._offsets_buf[-1] > self._data.shape[0]:
-            raise DatasetIntegrityError("ragged array sizes differ from the journal's")
-        flat, done = raw.reshape(-1), 0
-        while done < flat.size:
-            n = min(flat.size - done, len(self._buf) - self._fill)
-            self._buf[self._fill : self._fill + n] = flat[done : done + n]
-            self._fill, done = self._fill + n, done + n
-            if self._fill == len(self._buf):
-                self._flush()
-
-    def _flush(self) -> None:
-        if self._fill:
-            self._data[self._written : self._written + self._fill] = self._buf[: self._fill]
-            self._written, self._fill = self._written + self._fill, 0
-
-    def close(self) -> None:
-        self._flush()
-        if self._written != self._data.shape[0] or len(self._shapes_buf) != self._shapes.shape[0]:
-            raise DatasetIntegrityError("ragged array sizes differ from the journal's")
-        self._offsets[:] = np.asarray(self._offsets_buf, dtype=np.int64)
-        if self._shapes_buf:
-            self._shapes[:] = np.asarray(self._shapes_buf, dtype=np.int64).reshape(-1, self._ndim)
+def create_ragged(group: zarr.Group, name: str, *, dtype: str, shapes: list[list[int]], ndim: int, codec: str,
+                  chunk_elements: int, shard_elements: int, attributes: dict[str, Any]) -> None:
+    """A ragged array's zarr metadata and its ``offsets`` and ``shapes``; ``data``'s shard files are
+    written by streams.py (zarr's sharding layout for these chunk and shard sizes)."""
+    sdt = np.dtype(storage_dtype(dtype))
+    sub = group.create_group(name, attributes={**attributes, "dtype": dtype, "storage_dtype": sdt.name})
+    elements = sum(math.prod(s) for s in shapes)
+    sub.create_array("data", shape=(elements,), chunks=(chunk_elements,), shards=(shard_elements,), dtype=sdt,
+                     fill_value=0, compressors=codec_chain(codec, sdt.itemsize), dimension_names=["element"],
+                     config={"write_empty_chunks": True})
+    index = {"dtype": "int64", "compressors": codec_chain("zstd", 8), "fill_value": 0,
+             "config": {"write_empty_chunks": True}}
+    items = len(shapes)
+    index_shard = min(INDEX_SHARD, -(-(items + 1) // INDEX_CHUNK) * INDEX_CHUNK)
+    offsets = sub.create_array("offsets", shape=(items + 1,), chunks=(INDEX_CHUNK,), shards=(index_shard,),
+                               dimension_names=["item"], **index)
+    offsets[:] = np.concatenate([[0], np.cumsum([math.prod(s) for s in shapes], dtype=np.int64)]).astype(np.int64)
+    array = sub.create_array("shapes", shape=(items, ndim), chunks=(INDEX_CHUNK, ndim),
+                             shards=(index_shard, ndim), dimension_names=["item", "axis"], **index)
+    if shapes:
+        array[:] = np.asarray(shapes, dtype=np.int64).reshape(-1, ndim)
 
 
 class RaggedArray:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from latentbench.errors import SchemaError, UsageError
-from latentbench.store.arrays import LAYOUT, RaggedWriter
+from latentbench.store.arrays import LAYOUT, create_ragged
 from latentbench.store.journal import Entry, fsync_dir
 from latentbench.store.manifest import (
     ARRAYS,
@@ -28,6 +28,7 @@ from latentbench.store.manifest import (
     render_card,
 )
 from latentbench.store.schema import TableSpec, polars_dtype
+from latentbench.store.streams import ArrayStreams, link_or_copy
 
 if TYPE_CHECKING:
     import polars as pl
@@ -46,6 +47,7 @@ class DatasetWriter(Protocol):
     arrays: dict[str, ArraySpec]
     meta: dict[str, Any]
     durable: bool
+    streams: ArrayStreams
 
 STAGING = ".staging"
 OUTPUTS = (TABLES, ARRAYS, CARD)
@@ -115,39 +117,38 @@ def rows_to_frame(spec: TableSpec, rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 
 def write_arrays(root: Path, w: DatasetWriter, entries: list[Entry]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The Zarr arrays from the journal -> (manifest ``arrays`` entries, {file: sha256 and size} of every
-    file written, hashed from the bytes in memory so finalize need not read the shards back)."""
+    """The Zarr arrays -> (manifest ``arrays`` entries, {file: sha256 and size} of every file written).
+
+    The data shards were streamed into the journal as examples committed (streams.py): here they get
+    their last chunk and index and are linked into ``root``; zarr writes the metadata, offsets and
+    shapes. Nothing is read back: the shards' hashes were kept up to date as they grew."""
     import zarr
 
     from latentbench.store.integrity import HashingStore
 
-    sizes: dict[str, dict[str, Any]] = {}
+    shapes: dict[str, list[list[int]]] = {}
+    dtypes: dict[str, dict[str, str]] = {}
     for e in entries:
         for spec in e.header["arrays"]:
-            s = sizes.setdefault(spec["name"], {"items": 0, "elements": 0, "dtype": spec["dtype"],
-                                                "storage_dtype": spec["storage_dtype"]})
-            s["items"] += 1
-            s["elements"] += math.prod(spec["shape"])
-    if not sizes:
+            shapes.setdefault(spec["name"], []).append(spec["shape"])
+            dtypes.setdefault(spec["name"], {"dtype": spec["dtype"], "storage_dtype": spec["storage_dtype"]})
+    if not shapes:
         return {}, {}
     store = HashingStore(zarr.storage.LocalStore(root / ARRAYS), ARRAYS)
     group = zarr.open_group(store, mode="w", zarr_format=3, attributes={"latentbench_layout": LAYOUT})
-    out = {}
-    for name in [a for a in w.arrays if a in sizes]:  # schema order, not first-use order
-        spec, s = w.arrays[name], sizes[name]
-        writer = RaggedWriter(group, name, dtype=s["dtype"], ndim=spec.ndim, items=s["items"],
-                              elements=s["elements"], codec=w.args["codec"],
-                              chunk_elements=w.args["chunk_elements"], shard_bytes=w.args["shard_bytes"],
-                              attributes={"kind": spec.kind, "axes": list(spec.axes)})
-        for e in entries:
-            for _, raw in e.arrays(name):
-                writer.append(raw)
-        writer.close()
-        out[name] = {"kind": spec.kind, "dtype": s["dtype"], "storage_dtype": s["storage_dtype"],
-                     "items": s["items"], "elements": s["elements"], "ndim": spec.ndim,
-                     "codec": w.args["codec"], "chunk_elements": writer.chunk_elements,
-                     "shard_elements": writer.shard_elements}
-    return out, store.written
+    out, written = {}, {}
+    for name in [a for a in w.arrays if a in shapes]:  # schema order, not first-use order
+        spec = w.arrays[name]
+        data = root / ARRAYS / name / "data"
+        chunk, shard, files = w.streams.streams[name].finish(data, link_or_copy)
+        written.update({f"{ARRAYS}/{name}/data/c/{s}": f for s, f in files.items()})
+        create_ragged(group, name, dtype=dtypes[name]["dtype"], shapes=shapes[name], ndim=spec.ndim,
+                      codec=w.args["codec"], chunk_elements=chunk, shard_elements=shard,
+                      attributes={"kind": spec.kind, "axes": list(spec.axes)})
+        out[name] = {"kind": spec.kind, **dtypes[name], "items": len(shapes[name]),
+                     "elements": sum(math.prod(s) for s in shapes[name]), "ndim": spec.ndim,
+                     "codec": w.args["codec"], "chunk_elements": chunk, "shard_elements": shard}
+    return out, {**store.written, **written}
 
 
 def check_finished(path: Path, args: dict[str, Any]) -> dict[str, Any]:

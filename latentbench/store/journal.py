@@ -1,7 +1,8 @@
 """Durable staging of examples while a dataset is being written: ``<dataset>/.journal/``.
 
 Each committed example is one file ``<seq>.lbj`` (magic, header length, JSON header with the rows
-and array descriptors, then the raw array bytes). It is written under a temporary name, fsynced,
+and array descriptors, then the bytes of the arrays' tails: the array data itself streams straight
+into the shard files under ``arrays/``, see streams.py). It is written under a temporary name, fsynced,
 and atomically renamed: the rename is the commit, so a process killed at any instant leaves either
 the whole example or nothing (stray temporary files are deleted on the next open). ``meta.json``
 holds the writer's arguments and the first run's ``created`` time, so a resumed run rebuilds a
@@ -15,7 +16,6 @@ import json
 import os
 import shutil
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,23 +40,16 @@ class Entry:
     def example_id(self) -> str:
         return self.header["example_id"]
 
-    def arrays(self, name: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
-        """(array name, raw storage-dtype array) in the order they were added; only ``name``'s if given.
-
-        The arrays are read-only memory maps of the entry (no copy until the caller copies them into a
-        shard), valid while the journal exists."""
-        size = self.path.stat().st_size
-        for spec in self.header["arrays"]:
-            if name is not None and spec["name"] != name:
-                continue
-            count = int(np.prod(spec["shape"], dtype=np.int64))
-            dtype = np.dtype(spec["storage_dtype"])
-            start = self.data_start + spec["offset"]
-            if start + count * dtype.itemsize > size:
-                raise DatasetIntegrityError(f"{self.path}: journal entry is truncated")
-            raw = (np.memmap(self.path, dtype=dtype, mode="r", offset=start, shape=(count,)) if count
-                   else np.zeros(0, dtype))  # mmap cannot map 0 bytes
-            yield spec["name"], raw.reshape(spec["shape"])
+    def tail(self, name: str, storage_dtype: str) -> np.ndarray:
+        """Array ``name``'s tail: this example's elements after the last whole inner chunk (streams.py)."""
+        record = self.header["streams"][name]
+        dtype, count = np.dtype(storage_dtype), record["tail_elements"]
+        start = self.data_start + record["tail_offset"]
+        if start + count * dtype.itemsize > self.path.stat().st_size:
+            raise DatasetIntegrityError(f"{self.path}: journal entry is truncated")
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            return np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype)
 
 
 def fsync_dir(path: Path) -> None:
@@ -136,22 +129,17 @@ class Journal:
                 raise DatasetIntegrityError(f"{entry.path}: journal entry {i} is missing")
         return out
 
-    def commit(self, seq: int, header: dict[str, Any], arrays: list[np.ndarray]) -> Entry:
-        """Durably write one example; visible to :meth:`entries` only once complete."""
-        specs, offset = [], 0
-        for spec, raw in zip(header["arrays"], arrays, strict=True):
-            specs.append({**spec, "offset": offset})  # relative to the end of the header
-            offset += raw.nbytes
-        header = {**header, "arrays": specs}
+    def commit(self, seq: int, header: dict[str, Any], blobs: list[Any]) -> Entry:
+        """Durably write one example (its header, then ``blobs``); visible to :meth:`entries` only once
+        complete."""
         head = json.dumps(header, sort_keys=True).encode()
         path = self.root / f"{seq:08d}{_SUFFIX}"
         tmp = self.root / f".tmp-{seq:08d}-{os.getpid()}"
         with open(tmp, "wb") as f:
             f.write(_HEADER.pack(MAGIC, len(head)))
             f.write(head)
-            for raw in arrays:
-                if raw.nbytes:  # an empty item (e.g. a node without latent steps) has no bytes to cast
-                    f.write(memoryview(np.ascontiguousarray(raw)).cast("B"))
+            for blob in blobs:
+                f.write(blob)
             f.flush()
             if self.durable:
                 os.fsync(f.fileno())

@@ -9,17 +9,16 @@
             ex.add_rows("nodes", [{..., "kv_ref": ref}])
     w.finalize()
 
-Examples are staged in a journal (see journal.py); ``finalize`` builds the Parquet tables, the Zarr
-arrays, the card and the manifest from it deterministically, so a run that was killed and resumed
-yields the same bytes as one that was not.
+Examples are staged in a journal (see journal.py), their array bytes streamed straight into the Zarr
+shard files (streams.py, written once); ``finalize`` builds the Parquet tables, the arrays' index
+and metadata, the card and the manifest from it deterministically, so a run that was killed and
+resumed yields the same bytes as one that was not.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,11 @@ from latentbench.store.arrays import (
     DEFAULT_SHARD_BYTES,
     to_storage,
 )
+from latentbench.store.background import BackgroundWorker
 from latentbench.store.journal import Journal
 from latentbench.store.manifest import MANIFEST, check_info, created_now
 from latentbench.store.schema import ArraySpec, KindSpec, TableSpec, load_kind, to_builtin, validate_example
+from latentbench.store.streams import ArrayStreams
 
 JOURNAL = ".journal"
 DEFAULT_ROWS_PER_FILE = 1_000_000
@@ -95,7 +96,9 @@ class DatasetWriter:
                      "rows_per_file": rows_per_file}
         self.durable = durable  # not in args: it changes no byte of the dataset, only what survives power loss
         self._journal = Journal(self.path / JOURNAL, durable)
-        self._background = BackgroundCommits(self._journal)
+        self.streams = ArrayStreams(self.path / JOURNAL / "arrays", codec=codec, chunk_elements=chunk_elements,
+                                    shard_bytes=shard_bytes, durable=durable)
+        self._background = BackgroundCommits(self._journal, self.streams)
         self._finalized: dict[str, Any] | None = None
         self._completed: set[str] = set()
         self._counts = dict.fromkeys(self.arrays, 0)  # committed items per array
@@ -115,12 +118,18 @@ class DatasetWriter:
         check_target(self.path)
         meta = {**self.args, "created": created_now(), "git_sha": git_sha(), "packages": package_versions()}
         self.meta = self._journal.open(meta, compare=list(self.args))
-        for entry in self._journal.entries():
+        entries = self._journal.entries()
+        for entry in entries:
             self._completed.add(entry.example_id)
             for spec in entry.header["arrays"]:
                 self._counts[spec["name"]] += 1
                 self._dtypes.setdefault(spec["name"], spec["dtype"])
             self._seq = entry.seq + 1
+        try:
+            self.streams.resume(entries)
+        except BaseException:
+            self._journal.release()
+            raise
 
     def completed_ids(self) -> set[str]:
         """Ids of examples already committed (by this run or an earlier, interrupted one)."""
@@ -193,6 +202,7 @@ class DatasetWriter:
         try:
             self._background.drain()
         finally:
+            self.streams.close()
             self._journal.release()
 
     def __enter__(self) -> DatasetWriter:
@@ -203,8 +213,9 @@ class DatasetWriter:
 
 
 class BackgroundCommits:
-    """Writes committed examples to the journal on one background thread, in commit order, so the
-    array bytes go to disk while the model computes the next example.
+    """Writes committed examples to the journal and their arrays to the shard streams on one
+    background thread, in commit order, so the array bytes go to disk while the model computes the
+    next example.
 
     The queue is bounded (``depth`` examples), so memory stays bounded and a slow disk slows the
     generator down rather than piling up tensors. A process killed with examples still queued loses
@@ -212,42 +223,20 @@ class BackgroundCommits:
     the dataset's bytes, the result is the same. An error on the thread is raised by the next call.
     """
 
-    def __init__(self, journal: Journal, depth: int = 2) -> None:
-        self._journal, self._depth = journal, depth
-        self._queue: queue.Queue[tuple[int, dict[str, Any], list[np.ndarray]] | None] | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+    def __init__(self, journal: Journal, streams: ArrayStreams, depth: int = 2) -> None:
+        self._journal, self._streams = journal, streams
+        self._worker = BackgroundWorker(self._write, depth, "latentbench-journal")
+
+    def _write(self, item: tuple[int, dict[str, Any], list[np.ndarray]]) -> None:
+        seq, header, arrays = item
+        self._journal.commit(seq, *self._streams.stage(header, arrays))
 
     def commit(self, seq: int, header: dict[str, Any], arrays: list[np.ndarray]) -> None:
-        self._raise()
-        if self._thread is None:
-            self._queue = queue.Queue(self._depth)
-            self._thread = threading.Thread(target=self._run, name="latentbench-journal", daemon=True)
-            self._thread.start()
-        assert self._queue is not None
-        self._queue.put((seq, header, arrays))
-
-    def _run(self) -> None:
-        assert self._queue is not None
-        while (item := self._queue.get()) is not None:
-            if self._error is None:  # after a failure, later examples must not land (no gaps in seq)
-                try:
-                    self._journal.commit(*item)
-                except BaseException as exc:  # noqa: BLE001  re-raised on the caller's thread
-                    self._error = exc
+        self._worker.put((seq, header, arrays))
 
     def drain(self) -> None:
-        """Wait until every queued example is in the journal (stops the thread; commit restarts it)."""
-        if self._thread is not None:
-            assert self._queue is not None
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = self._queue = None
-        self._raise()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
+        """Wait until every queued example is in the journal."""
+        self._worker.drain()
 
 
 class ExampleWriter:
