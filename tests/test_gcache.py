@@ -382,6 +382,17 @@ class TestGCacheTrainer(TrainerTests):
             self.make_trainer(graph="Chain")
 
 
+def test_mbppplus_trains_on_mbpps_train_part_never_on_scored_problems(data_dir: Path) -> None:
+    from latentbench.methods.gcache.train import GCacheTrainConfig, training_split
+
+    task = get_task("mbppplus")
+    assert training_split(task, "auto") == ("train", None)
+    trainer = GCacheTrainer(GCacheTrainConfig(task="mbppplus", val_fraction=0.0))
+    ids = trainer.train_data([]).question_ids("train")
+    scored = {e.id.split("/")[-1] for e in task.examples("test", data_dir=data_dir)}
+    assert len(ids) == 263 and not {q.split("/")[-1] for q in ids} & scored
+
+
 def test_held_apart_split_for_a_task_without_train_data(data_dir: Path) -> None:
     from latentbench.methods.gcache.train import GCacheTrainConfig, training_split
     from latentbench.train.data import question_hash

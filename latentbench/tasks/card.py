@@ -15,7 +15,9 @@ REQUIRED = ("name", "license", "answer_kind", "adapter", "default_split", "sourc
 # How a split's file is read. None: by its suffix (.zip: a CSV member; otherwise JSON lines, gzipped if
 # .gz). "icot": the iCoT/GSM8k-Aug text format, one `question||<<a=b>> <<c=d>> #### answer` per line,
 # read into GSM8K-shaped records ({"question", "answer": one step per line, then "#### answer"}).
-SPLIT_FORMATS = ("icot",)
+# "mbpp-train": the original MBPP's JSON lines, only its train part (task_id 601-974), read into
+# MBPP+-shaped records (prompt, entry_point, canonical_solution, base_input parsed from the asserts).
+SPLIT_FORMATS = ("icot", "mbpp-train")
 # A split name is also the split of generated datasets, which `datasets` requires to match this.
 SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
 
@@ -27,6 +29,7 @@ class SplitSpec:
     member: str | None = None  # member inside a zip archive
     hub_split: str | None = None  # split name on the Hub (None: not on the Hub)
     format: str | None = None  # None: by the file's suffix; or one of SPLIT_FORMATS
+    exclude_split: str | None = None  # drop records whose id is also in this split (never train on scored ones)
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,14 @@ class TaskCard:
                                       f"{', '.join(sorted(keys - {'file'}))}")
             if spec.get("format") is not None and spec["format"] not in SPLIT_FORMATS:
                 raise DataFormatError(f"{path}: splits.{name}.format {spec['format']!r} is not one of {SPLIT_FORMATS}")
+            if spec.get("exclude_split") is not None and "id" not in raw["fields"]:
+                raise DataFormatError(f"{path}: splits.{name}.exclude_split needs an id field under fields")
             spec = dict(spec)
             spec.setdefault("hub_split", name)
             splits[name] = SplitSpec(**spec)
+        for name, spec in splits.items():
+            if spec.exclude_split is not None and spec.exclude_split not in splits:
+                raise DataFormatError(f"{path}: splits.{name}.exclude_split {spec.exclude_split!r} is not among splits")
         if raw["default_split"] not in splits:
             raise DataFormatError(f"{path}: default_split {raw['default_split']!r} is not among splits")
         known = {k: raw[k] for k in REQUIRED if k != "splits"}

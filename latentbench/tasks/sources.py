@@ -40,18 +40,28 @@ def read_records(card: TaskCard, split: str, data_dir: Path | None, *,
         raise DataModifiedError(f"{card.name}/{split}: {path} has sha256 {digest[:12]}…, but its task card "
                                 f"{card_file} pins {spec.sha256[:12]}… (edited, or another release); pass "
                                 "--allow-modified-data to use it anyway (recorded in results and manifests)")
-    return _parse_file(path, spec, card)
+    records = _parse_file(path, spec, card)
+    if spec.exclude_split is not None:
+        key = card.fields["id"]
+        other = {r.get(key) for r in read_records(card, spec.exclude_split, data_dir, allow_modified=allow_modified)}
+        records = [r for r in records if r.get(key) not in other]
+    return records
 
 
 def data_files(card: TaskCard, split: str, data_dir: Path | None) -> list[dict[str, Any]]:
     """What a split is read from, as results and manifests record it: the file's name, its sha256, the
-    sha256 the card pins, and whether they differ (a Hub dataset: ``id@revision``, no sha256)."""
+    sha256 the card pins, and whether they differ (a Hub dataset: ``id@revision``, no sha256); then those
+    of the split whose ids it excludes."""
     name, path = locate(card, split, data_dir)
     pinned = card.splits[split].sha256
     if path is None:
-        return [{"name": name, "sha256": None, "pinned_sha256": None, "modified": False}]
-    digest = sha256_file_cached(path)
-    return [{"name": name, "sha256": digest, "pinned_sha256": pinned, "modified": bool(pinned) and digest != pinned}]
+        out = [{"name": name, "sha256": None, "pinned_sha256": None, "modified": False}]
+    else:
+        digest = sha256_file_cached(path)
+        out = [{"name": name, "sha256": digest, "pinned_sha256": pinned,
+                "modified": bool(pinned) and digest != pinned}]
+    exclude = card.splits[split].exclude_split
+    return out + (data_files(card, exclude, data_dir) if exclude else [])
 
 
 def locate(card: TaskCard, split: str, data_dir: Path | None) -> tuple[str, Path | None]:
@@ -92,13 +102,13 @@ def _parse_file(path: Path, spec: SplitSpec, card: TaskCard) -> list[dict[str, A
     if path.suffix == ".zip":
         return _zip_csv(path, spec.member or "", card.source.get("password", ""))
     opener = gzip.open if path.suffix == ".gz" else open
-    parse_line = _icot_line if spec.format == "icot" else _json_line
+    parse_line = {"icot": _icot_line, "mbpp-train": _mbpp_train_line}.get(spec.format or "", _json_line)
     records = []
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
-                if line.strip():
-                    records.append(parse_line(line, path, lineno))
+                if line.strip() and (record := parse_line(line, path, lineno)) is not None:
+                    records.append(record)
     except (OSError, EOFError, UnicodeDecodeError) as err:
         raise DataFormatError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
     return records
@@ -129,6 +139,45 @@ def _icot_line(line: str, path: Path, lineno: int) -> dict[str, Any]:
         raise DataFormatError(f"{path}:{lineno}: expected an iCoT line 'question||steps #### answer', got {missing}")
     lines = [step for step in _STEP_GAP.split(steps.strip()) if step]
     return {"question": question, "answer": "\n".join([*lines, f"#### {answer.strip()}"])}
+
+
+MBPP_TRAIN = range(601, 975)  # the original MBPP's train part (its README: test 11-510, train 601-974)
+
+
+def _mbpp_train_line(line: str, path: Path, lineno: int) -> dict[str, Any] | None:
+    """One original MBPP record as an MBPP+ record, or None when it is outside the train part or an assert
+    is not ``assert f(literal, ...) == literal`` (its inputs cannot be read off; 3 of 266 problems).
+
+    As in MBPP+, the prompt is the task text with the first assert, and the expected outputs are what
+    the canonical solution returns on the asserts' inputs (computed in the sandbox when scored)."""
+    import ast
+
+    record = _json_line(line, path, lineno)
+    try:
+        number, text, code, asserts = record["task_id"], record["text"], record["code"], record["test_list"]
+    except KeyError as err:
+        raise DataFormatError(f"{path}:{lineno}: not an MBPP record (no {err.args[0]!r})") from None
+    if number not in MBPP_TRAIN:
+        return None
+    names, inputs = set(), []
+    for test in asserts:
+        try:
+            node = ast.parse(test).body[0]
+            compare = node.test if isinstance(node, ast.Assert) else None
+            call = compare.left if isinstance(compare, ast.Compare) and len(compare.ops) == 1 else None
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and not call.keywords
+                    and isinstance(compare.ops[0], ast.Eq)):
+                return None
+            ast.literal_eval(compare.comparators[0])
+            inputs.append([ast.literal_eval(arg) for arg in call.args])
+        except (SyntaxError, ValueError, TypeError, IndexError):
+            return None
+        names.add(call.func.id)
+    if len(names) != 1 or not inputs:
+        return None
+    return {"task_id": f"Mbpp/{number}", "prompt": f'"""\n{text}\n{asserts[0]}\n"""\n',
+            "entry_point": names.pop(), "canonical_solution": "\n" + code.replace("\r\n", "\n") + "\n",
+            "base_input": inputs, "plus_input": [], "atol": 0}
 
 
 def _zip_csv(path: Path, member: str, password: str) -> list[dict[str, Any]]:
