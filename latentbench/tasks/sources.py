@@ -168,7 +168,7 @@ def _mbpp_train_line(line: str, path: Path, lineno: int) -> dict[str, Any] | Non
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and not call.keywords
                     and isinstance(compare.ops[0], ast.Eq)):
                 return None
-            ast.literal_eval(compare.comparators[0])
+            ast.literal_eval(compare.comparators[0])  # a literal expected value, else not this form
             inputs.append([ast.literal_eval(arg) for arg in call.args])
         except (SyntaxError, ValueError, TypeError, IndexError):
             return None
