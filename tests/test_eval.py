@@ -209,3 +209,30 @@ def test_a_v1_record_still_validates(lm, tmp_path: Path) -> None:
     validate_results(old)
     with pytest.raises(SchemaError, match="method_metrics"):
         validate_results({**old, "schema_version": "results.v2"})
+
+
+class TrainedOnOdd(Oracle):
+    """An oracle whose 'checkpoint' trained on the odd-numbered questions it is given."""
+
+    def __init__(self, config: OracleConfig) -> None:
+        super().__init__(config)
+        self.ran: list[str] = []
+
+    def trained_on(self, task, examples):
+        return {ex.id for ex in examples if int(ex.id.split("/")[-1]) % 2}, "its checkpoint trained on them"
+
+    def run(self, lm, task, examples) -> Iterator[Outcome]:
+        self.ran += [ex.id for ex in examples]
+        yield from super().run(lm, task, examples)
+
+
+def test_questions_a_method_trained_on_are_left_out_and_recorded(lm, tmp_path: Path) -> None:
+    req = EvalRequest(task="gsm8k", limit=6, output_path=str(tmp_path), show_progress=False)
+    method = TrainedOnOdd(OracleConfig())
+    record, path = evaluate(req, lm=lm, method=method)
+    assert method.ran == ["gsm8k/test/0", "gsm8k/test/2", "gsm8k/test/4"]
+    assert record["task"]["n"] == 3 and record["task"]["excluded"] == {"n": 3, "reason": "its checkpoint trained on them"}
+    assert record["leaderboard_eligible"] is False
+    samples = [json.loads(line)["id"] for line in (tmp_path / record["samples_file"]).read_text().splitlines()]
+    assert samples == method.ran
+    validate_results(json.loads(path.read_text()))

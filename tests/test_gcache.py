@@ -405,8 +405,8 @@ def test_held_apart_split_for_a_task_without_train_data(data_dir: Path) -> None:
     assert 0.1 < len(ids) / len(task.examples("test", data_dir=data_dir)) < 0.3
 
 
-def test_eval_warns_when_a_held_apart_checkpoint_meets_its_training_questions(
-        tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_held_apart_checkpoint_names_its_training_questions_for_eval_to_leave_out(
+        tmp_path: Path, data_dir: Path) -> None:
     import json
 
     from latentbench.train.data import question_hash
@@ -416,9 +416,7 @@ def test_eval_warns_when_a_held_apart_checkpoint_meets_its_training_questions(
     (tmp_path / "config.json").write_text(json.dumps(
         {"trainer": "gcache", "config": {"task": "humaneval", "split": "auto", "dev_fraction": 0.2}}))
     method = make_method("gcache", {"checkpoint": str(tmp_path)})
-    method._warn_trained_on(task, examples)
-    seen = sum(question_hash("dev:" + ex.id) < 0.2 for ex in examples)
-    assert seen and f"{seen} of the 20 questions scored here were training questions" in caplog.text
-    caplog.clear()
-    method._warn_trained_on(get_task("gsm8k"), examples)  # trained on another task: nothing to say
-    assert not caplog.text
+    seen, reason = method.trained_on(task, examples)
+    assert seen == {ex.id for ex in examples if question_hash("dev:" + ex.id) < 0.2} and seen
+    assert f"checkpoint {tmp_path} was trained on them" in reason
+    assert method.trained_on(get_task("gsm8k"), get_task("gsm8k").examples(limit=5, data_dir=data_dir))[0] == set()

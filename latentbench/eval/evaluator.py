@@ -67,6 +67,7 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
     data_dir = paths.data_dir(req.data_dir)
     split = task.split(req.split)
     examples = task.examples(split, limit=req.limit, data_dir=data_dir, allow_modified_data=req.allow_modified_data)
+    examples, excluded = _leave_out_trained(method, task, examples)
     out_dir = Path(req.output_path)
     paths.check_writable_dir(out_dir, "--output-path")  # before the model loads: a bad path ends the run now
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +107,7 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
 
     questions = [done[ex.id] for ex in examples]
     share_batch_time(questions)
-    record = _record(req, task, split, method, lm, questions, data_dir)
+    record = _record(req, task, split, method, lm, questions, data_dir, excluded)
     record["cost"].update(model_load_s=round(load_s, 3), scoring_s=round(scoring_s, 3))
     record.update(started_at=started, finished_at=provenance.now())
     if req.log_samples:
@@ -119,8 +120,20 @@ def evaluate(req: EvalRequest, lm: Any = None, method: Any = None) -> tuple[dict
     return record, results_path
 
 
+def _leave_out_trained(method: Any, task: Any, examples: list) -> tuple[list, dict[str, Any] | None]:
+    """Examples minus those the method's checkpoint trained on (``Method.trained_on``), and what was left
+    out; a method never scores questions it learned from."""
+    hook = getattr(method, "trained_on", None)
+    seen, reason = hook(task, examples) if hook else (set(), "")
+    if not seen:
+        return examples, None
+    kept = [ex for ex in examples if ex.id not in seen]
+    log.warning("leaving out %d of the %d questions: %s", len(examples) - len(kept), len(examples), reason)
+    return kept, {"n": len(examples) - len(kept), "reason": reason}
+
+
 def _record(req: EvalRequest, task: Any, split: str, method: Any, lm: Any, questions: list[list[dict]],
-            data_dir: Path | None) -> dict[str, Any]:
+            data_dir: Path | None, excluded: dict[str, Any] | None = None) -> dict[str, Any]:
     """The results record from the samples rows (``questions[i]``: the rows of question i)."""
     verdicts = [{v: [r["correct"][v] for r in rows] for v in task.variants} for rows in questions]
     firsts = [rows[0] for rows in questions]
@@ -137,11 +150,12 @@ def _record(req: EvalRequest, task: Any, split: str, method: Any, lm: Any, quest
         "schema_version": "results.v2",
         "task": {"name": task.name, "split": split, "n": len(questions), "answer_kind": task.card.answer_kind,
                  "data_source": str(data_dir) if data_dir else "hub", "data_sha256": _data_sha256(task, split, data_dir),
-                 "data_files": data_files},
+                 "data_files": data_files, **({"excluded": excluded} if excluded else {})},
         "command": req.command, "sandbox": _sandbox(task, req.unsafe_no_sandbox),
         "method": {"name": method.name, "config": config_dict(method.config), "resolved": resolved},
         "model": {**lm.describe(), "device": str(lm.device)}, "chat": _chat(lm, resolved),
-        "seed": req.seed, "limit": req.limit, "leaderboard_eligible": req.limit is None and not any(f["modified"] for f in data_files),
+        "seed": req.seed, "limit": req.limit, "leaderboard_eligible": (req.limit is None and not excluded
+                                                            and not any(f["modified"] for f in data_files)),
         "metrics": metrics, "intervals": bootstrap_intervals(verdicts, task.variants, code, seed=req.seed),
         "stderr": standard_errors(verdicts, task.variants, code),
         "method_metrics": mean_method_metrics([r["metrics"] for r in firsts]),

@@ -38,7 +38,9 @@ class Method(Protocol):
     """A method: ``run`` turns examples into outcomes. One that saves datasets also names the kinds it
     writes (``dataset_kinds``: kind -> extra kinds written beside it) and writes one outcome with
     ``write``; ``summarize`` (optional, a staticmethod) describes a finished dataset in one line;
-    ``resolved`` (optional) gives the config as it runs on a task (see ``resolved_config``)."""
+    ``resolved`` (optional) gives the config as it runs on a task (see ``resolved_config``);
+    ``trained_on`` (optional) names, of the examples about to be scored, those its checkpoint learned
+    from, with the reason, which ``eval`` then leaves out of scoring."""
 
     name: ClassVar[str]
     config_class: ClassVar[type]

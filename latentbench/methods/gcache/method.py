@@ -74,7 +74,6 @@ class GCacheMethod:
 
         cfg = self.config
         module = self.module(lm)
-        self._warn_trained_on(task, examples)
         setup = graph_setup(lm, cfg, task)
         generator = torch.Generator().manual_seed(cfg.seed)
         max_new = self.resolved(task)["max_new_tokens"]
@@ -92,9 +91,9 @@ class GCacheMethod:
             for row, ex in enumerate(batch):
                 yield self._outcome(lm, task, ex, run, row, max_new, api)
 
-    def _warn_trained_on(self, task: Task, examples: list[Example]) -> None:
-        """A checkpoint trained on a held-apart share of this split (a task without train or dev questions)
-        would be scored on questions it learned from: say how many."""
+    def trained_on(self, task: Task, examples: list[Example]) -> tuple[set[str], str]:
+        """The examples a checkpoint trained on a held-apart share of this split (a task without train or
+        dev questions) learned from, which ``eval`` leaves out of scoring; and why."""
         import json
         from pathlib import Path
 
@@ -102,15 +101,13 @@ class GCacheMethod:
         from latentbench.train.data import question_hash
 
         if not self.config.checkpoint:
-            return
+            return set(), ""
         trained = json.loads((Path(self.config.checkpoint) / "config.json").read_text())["config"]
         if trained.get("task") != task.name or training_split(task, trained.get("split", "auto"))[1] is None:
-            return
-        seen = sum(question_hash("dev:" + ex.id) < trained["dev_fraction"] for ex in examples)
-        if seen:
-            log.warning("checkpoint %s was trained on a held-apart share of %s %s: %d of the %d questions scored "
-                        "here were training questions", self.config.checkpoint, task.name, task.card.default_split,
-                        seen, len(examples))
+            return set(), ""
+        seen = {ex.id for ex in examples if question_hash("dev:" + ex.id) < trained["dev_fraction"]}
+        return seen, (f"checkpoint {self.config.checkpoint} was trained on them (the held-apart "
+                      f"{trained['dev_fraction']:g} share of {task.name} {task.card.default_split})")
 
     def _note_writer(self, lm: LoadedModel) -> Any:
         """mode=api: each agent writes a note after its latents (greedy, ``agent_tokens``), what travels as text."""
