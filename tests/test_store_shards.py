@@ -256,3 +256,27 @@ def test_a_journal_from_before_streaming_is_refused_not_finalized_without_its_ar
     (tmp_path / "ds/.journal" / entry.name).unlink()
     with pytest.raises(Exception, match="journal entry 0 is missing"):  # the lock was released: it got this far
         _write(tmp_path / "ds", _items(4, 3), chunk_elements=64)
+
+
+def test_a_finalize_that_failed_after_the_shards_can_run_again_in_the_same_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last (partial) chunk here opens a new shard file; a finalize that fails after writing it and
+    the indexes is run again by the same writer and gives the bytes of a clean run."""
+    import latentbench.store.build as build
+    from latentbench.store.testing import file_hashes
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    sizes = [30, 30, 30, 30, 13]  # 4 * 133 = 532 elements: 8 whole chunks of 64 (2 full shards), then 20
+    items = [np.arange(4 * s, dtype=np.float32).reshape(2, 1, 1, s, 2) + i for i, s in enumerate(sizes)]
+    kwargs = {"chunk_elements": 64, "shard_bytes": 64 * 4 * 4}
+    _write(tmp_path / "plain", items, **kwargs).finalize()
+    writer = _write(tmp_path / "retried", items, **kwargs)
+    render = build.render_card
+    monkeypatch.setattr(build, "render_card", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        writer.finalize()
+    assert (tmp_path / "retried/.journal/arrays/kv/c/2").stat().st_size > 0  # the new shard was written
+    monkeypatch.setattr(build, "render_card", render)
+    writer.finalize()
+    assert sorted(p.name for p in (tmp_path / "retried/arrays.zarr/kv/data/c").iterdir()) == ["0", "1", "2"]
+    assert file_hashes(tmp_path / "retried") == file_hashes(tmp_path / "plain")

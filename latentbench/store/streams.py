@@ -173,19 +173,24 @@ class ShardStream:
         if sum(t.size for _, t in self.pending) != self.elements - boundary:
             raise DatasetIntegrityError(f"{self.folder}: journal records do not add up; delete the dataset "
                                         "directory and write it again")
+        for shard in range(self._cut_back()):
+            with open(self.path(shard), "rb") as f:
+                self._hashes.hashes[shard] = hashlib.file_digest(f, "sha256")
+
+    def _cut_back(self) -> int:
+        """Cut each shard file back to its committed chunks and delete any file past them (bytes of
+        examples that never committed, or of a finish that did not complete); returns the shard count."""
         shards = -(-len(self.chunks) // self.per_shard)
         for shard in range(shards):
-            size = self._size(shard)
-            path = self.path(shard)
+            size, path = self._size(shard), self.path(shard)
             if not path.is_file() or path.stat().st_size < size:
                 raise DatasetIntegrityError(f"{path}: shorter than the journal says (lost in a crash without "
                                             "durable writes?); delete the dataset directory and write it again")
-            os.truncate(path, size)  # bytes of examples that never committed
-            with open(path, "rb") as f:
-                self._hashes.hashes[shard] = hashlib.file_digest(f, "sha256")
+            os.truncate(path, size)
         for stray in (self.folder / "c").glob("*") if (self.folder / "c").is_dir() else []:
-            if int(stray.name) >= shards:
+            if not stray.name.isdigit() or int(stray.name) >= shards:
                 stray.unlink()
+        return shards
 
     # -- finishing ---------------------------------------------------------------------------------
     def finish(self, dest: Path, link: Callable[[Path, Path], None]) -> tuple[int, int, dict[int, dict[str, Any]]]:
@@ -199,8 +204,7 @@ class ShardStream:
         committed = list(self.chunks)
         pieces = [p for _, p in self.pending]
         try:
-            for shard in range(-(-len(committed) // self.per_shard)):
-                os.truncate(self.path(shard), self._size(shard))
+            self._cut_back()
             if not self.elements:
                 return 1, 1, {}
             chunk = self.chunk if committed else self.elements
