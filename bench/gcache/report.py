@@ -24,6 +24,8 @@ def row_label(record: dict[str, Any]) -> str:
     label = f"graph={config['graph']}"
     if config["graph"] == "learned":
         label += f" ({'trained: ' + Path(config['checkpoint']).name if config.get('checkpoint') else 'untrained'})"
+    if config.get("control", "off") != "off":
+        label += f", control={config['control']}"
     return label
 
 
