@@ -18,7 +18,7 @@ from latentbench.errors import UsageError
 
 # config fields that change speed, not answers: left out of a row's label and of control matching
 NOT_OUTCOME = {"batch_size", "control", "kv_dtype", "seed"}
-LATENT = {"latent-mas", "latent-tree"}
+LATENT = {"latent-mas", "latent-tree", "gcache", "halting"}  # methods with a control= field
 
 
 @dataclass
