@@ -1,8 +1,8 @@
 """``latentbench train gcache --task TASK``: the graph policy and the cache fuser, by REINFORCE on answers.
 
-Items are the task's *training* questions (GSM8K train, MedQA dev; a task with neither gives a
-held-apart share of its default split, ``dev_fraction`` by question-id hash, and ``eval`` warns when it
-scores any of them). Per question and step, one rollout: a graph sampled from the GCN's edge
+Items are the task's *training* questions (GSM8K train, MBPP+ train = MBPP's train part, MedQA dev; a
+task with none gives a held-apart share of its default split, ``dev_fraction`` by question-id hash,
+which ``eval`` then leaves out of scoring: ``GCacheMethod.trained_on``). Per question and step, one rollout: a graph sampled from the GCN's edge
 probabilities, its agents run on the frozen LM, the decision node's answer scored.
 
     reward    = correct − edge_cost · edges − token_cost · answer tokens
